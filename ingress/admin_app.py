@@ -1,0 +1,274 @@
+"""The admin HTTP API (restate-server 1.7's port 9070) over an :class:`EngineApi`.
+
+Every route is served unprefixed and under ``/v2``, ``/v3`` and ``/v4`` (the CLI uses
+``/v4/…`` after reading ``GET /version``). Errors are ``{"message", "restate_code": null}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, cast
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from ingress.admin_models import (
+    deployment_detail_json,
+    deployment_summary_json,
+    registration_json,
+    service_json,
+)
+from ingress.admin_query import UnsupportedQueryError, run_query
+from ingress.ids import IdError, check_invocation_id
+from invoker.api import EngineApi, EngineError
+
+log = logging.getLogger("restate_lambda.admin")
+
+SERVER_VERSION = "1.7.12"
+MIN_ADMIN_API_VERSION = 2
+MAX_ADMIN_API_VERSION = 4
+_API_PREFIXES = ("/v2", "/v3", "/v4")
+
+InvocationAction = Literal["cancel", "kill", "purge", "pause", "resume"]
+#: restate-server 1.7.12 answers cancel/kill with 202 and the others with 200.
+_ACTION_STATUS: dict[str, int] = {
+    "cancel": 202,
+    "kill": 202,
+    "purge": 200,
+    "pause": 200,
+    "resume": 200,
+}
+_REGISTER_FLAGS = ("use_http_11", "force", "breaking", "dry_run")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class AdminHttpError(Exception):
+    """An admin error answered as ``{"message", "restate_code": null}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def admin_error(status: int, message: str) -> JSONResponse:
+    """The admin API's error body."""
+    log.info("admin error %d: %s", status, message)
+    return JSONResponse({"message": message, "restate_code": None}, status_code=status)
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """Turn engine/admin errors into JSON answers; never leak a traceback."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except AdminHttpError as exc:
+            return admin_error(exc.status, exc.message)
+        except EngineError as exc:
+            return admin_error(exc.status, exc.message)
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.url.path)
+            return admin_error(500, "internal server error")
+
+    return wrapper
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdminHttpError(400, f"Failed to parse the request body as JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise AdminHttpError(422, "Failed to deserialize the JSON body: expected an object")
+    return body
+
+
+def _register_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a ``RegisterDeploymentRequest`` (``uri`` xor ``arn``) into engine kwargs."""
+    uri, arn = body.get("uri"), body.get("arn")
+    if (uri is None) == (arn is None) or not isinstance(uri or arn, str):
+        raise AdminHttpError(
+            422,
+            "Failed to deserialize the JSON body into the target type: data did not match "
+            "any variant of untagged enum RegisterDeploymentRequest",
+        )
+    headers = body.get("additional_headers")
+    if headers is not None and (
+        not isinstance(headers, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        raise AdminHttpError(422, "additional_headers must be an object of strings")
+    kwargs: dict[str, Any] = {"uri": uri, "arn": arn, "additional_headers": headers}
+    for flag in _REGISTER_FLAGS:
+        value = body.get(flag, False)
+        if not isinstance(value, bool):
+            raise AdminHttpError(422, f"{flag} must be a boolean")
+        kwargs[flag] = value
+    role = body.get("assume_role_arn")
+    if role is not None and not isinstance(role, str):
+        raise AdminHttpError(422, "assume_role_arn must be a string")
+    kwargs["assume_role_arn"] = role
+    return kwargs
+
+
+def _query_flag(request: Request, name: str, default: bool) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise AdminHttpError(400, f"Invalid query parameter `{name}`: expected true or false")
+
+
+class _AdminEndpoints:
+    """The admin API's endpoints bound to one engine."""
+
+    def __init__(self, engine: EngineApi, ingress_endpoint: str) -> None:
+        self.engine = engine
+        self.ingress_endpoint = ingress_endpoint
+
+    async def health(self, request: Request) -> Response:
+        """``GET /health``: 200, empty body."""
+        return Response(status_code=200)
+
+    async def version(self, request: Request) -> Response:
+        """``GET /version``: what the CLI reads before anything else."""
+        return JSONResponse(
+            {
+                "version": SERVER_VERSION,
+                "min_admin_api_version": MIN_ADMIN_API_VERSION,
+                "max_admin_api_version": MAX_ADMIN_API_VERSION,
+                "ingress_endpoint": self.ingress_endpoint,
+                "features": {},
+            }
+        )
+
+    async def register_deployment(self, request: Request) -> Response:
+        """``POST /deployments``: 201 when created, 200 when it was already registered."""
+        kwargs = _register_kwargs(await _json_body(request))
+        deployment, created = await self.engine.register_deployment(**kwargs)
+        body = registration_json(deployment)
+        return JSONResponse(
+            body,
+            status_code=201 if created else 200,
+            headers={"location": f"deployments/{body['id']}"},
+        )
+
+    async def list_deployments(self, request: Request) -> Response:
+        """``GET /deployments``."""
+        deployments = await self.engine.list_deployments()
+        return JSONResponse({"deployments": [deployment_summary_json(d) for d in deployments]})
+
+    async def get_deployment(self, request: Request) -> Response:
+        """``GET /deployments/{deployment}``."""
+        deployment = await self.engine.get_deployment(request.path_params["deployment"])
+        return JSONResponse(deployment_detail_json(deployment))
+
+    async def delete_deployment(self, request: Request) -> Response:
+        """``DELETE /deployments/{deployment}?force=``: 202; 501 without force (as 1.7)."""
+        force = _query_flag(request, "force", True)
+        if not force:
+            raise AdminHttpError(501, "only forced deployment removal is supported")
+        await self.engine.remove_deployment(request.path_params["deployment"], force=True)
+        return Response(status_code=202)
+
+    async def list_services(self, request: Request) -> Response:
+        """``GET /services``."""
+        services = await self.engine.list_services()
+        return JSONResponse({"services": [service_json(s) for s in services]})
+
+    async def get_service(self, request: Request) -> Response:
+        """``GET /services/{service}``."""
+        return JSONResponse(
+            service_json(await self.engine.get_service(request.path_params["service"]))
+        )
+
+    async def list_handlers(self, request: Request) -> Response:
+        """``GET /services/{service}/handlers``."""
+        service = service_json(await self.engine.get_service(request.path_params["service"]))
+        return JSONResponse({"handlers": service["handlers"]})
+
+    async def get_handler(self, request: Request) -> Response:
+        """``GET /services/{service}/handlers/{handler}``."""
+        name, handler = request.path_params["service"], request.path_params["handler"]
+        service = service_json(await self.engine.get_service(name))
+        for entry in service["handlers"]:
+            if entry["name"] == handler:
+                return JSONResponse(entry)
+        raise AdminHttpError(
+            404, f"The requested handler '{handler}' on service '{name}' does not exist"
+        )
+
+    async def _manage(self, invocation_id: str, action: str) -> Response:
+        if action not in _ACTION_STATUS:
+            raise AdminHttpError(404, f"Unknown invocation operation '{action}'")
+        try:
+            check_invocation_id(invocation_id)
+        except IdError as exc:
+            raise AdminHttpError(
+                400, f"The request field 'invocation_id' is invalid. Reason: {exc}"
+            ) from exc
+        await self.engine.manage_invocation(invocation_id, cast(InvocationAction, action))
+        return Response(status_code=_ACTION_STATUS[action])
+
+    async def manage_invocation(self, request: Request) -> Response:
+        """``PATCH /invocations/{invocation_id}/{cancel|kill|purge|pause|resume}``."""
+        return await self._manage(
+            request.path_params["invocation_id"], request.path_params["action"]
+        )
+
+    async def delete_invocation(self, request: Request) -> Response:
+        """Deprecated ``DELETE /invocations/{invocation_id}?mode=cancel|kill|purge``."""
+        mode = request.query_params.get("mode", "cancel")
+        if mode not in ("cancel", "kill", "purge"):
+            raise AdminHttpError(400, f"Invalid query parameter `mode`: {mode!r}")
+        await self._manage(request.path_params["invocation_id"], mode)
+        return Response(status_code=202)
+
+    async def query(self, request: Request) -> Response:
+        """``POST /query``: JSON rows for the CLI's ``kv get`` query; 400 for anything else."""
+        body = await _json_body(request)
+        query = body.get("query")
+        if not isinstance(query, str):
+            raise AdminHttpError(422, "Failed to deserialize the JSON body: missing `query`")
+        try:
+            return JSONResponse(await run_query(self.engine, query))
+        except UnsupportedQueryError as exc:
+            raise AdminHttpError(400, str(exc)) from exc
+
+    def routes(self) -> list[BaseRoute]:
+        """The unprefixed routes."""
+        table: list[tuple[str, Endpoint, list[str]]] = [
+            ("/health", self.health, ["GET"]),
+            ("/version", self.version, ["GET"]),
+            ("/deployments", self.register_deployment, ["POST"]),
+            ("/deployments", self.list_deployments, ["GET"]),
+            ("/deployments/{deployment}", self.get_deployment, ["GET"]),
+            ("/deployments/{deployment}", self.delete_deployment, ["DELETE"]),
+            ("/services", self.list_services, ["GET"]),
+            ("/services/{service}", self.get_service, ["GET"]),
+            ("/services/{service}/handlers", self.list_handlers, ["GET"]),
+            ("/services/{service}/handlers/{handler}", self.get_handler, ["GET"]),
+            ("/invocations/{invocation_id}/{action}", self.manage_invocation, ["PATCH"]),
+            ("/invocations/{invocation_id}", self.delete_invocation, ["DELETE"]),
+            ("/query", self.query, ["POST"]),
+        ]
+        return [
+            Route(path, _guarded(endpoint), methods=methods) for path, endpoint, methods in table
+        ]
+
+
+def create_admin_app(
+    engine: EngineApi, *, ingress_endpoint: str = "http://127.0.0.1:8080/"
+) -> Starlette:
+    """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises."""
+    routes = _AdminEndpoints(engine, ingress_endpoint).routes()
+    mounts: list[BaseRoute] = [Mount(prefix, routes=routes) for prefix in _API_PREFIXES]
+    return Starlette(routes=[*routes, *mounts])

@@ -1,0 +1,209 @@
+"""The ingress HTTP API (restate-server 1.7's port 8080) over an :class:`EngineApi`."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ingress.content_type import InputValidationError, validate_input
+from ingress.durations import DurationError, parse_delay_ms
+from ingress.errors import IngressHttpError, error_response, log
+from ingress.ids import IdError, check_awakeable_id
+from ingress.paths import (
+    LEGACY_BAD_PATH,
+    AwakeableRoute,
+    HealthRoute,
+    IngressRoute,
+    InvocationRef,
+    InvokeRoute,
+    JsonTargetRoute,
+    LegacyInvokeRoute,
+    ReadMode,
+    ReadRoute,
+    parse_route,
+    split_raw_path,
+)
+from ingress.request_body import DEFAULT_MAX_BODY_BYTES, parse_json_object, read_body
+from ingress.responses import outcome_response, send_response
+from ingress.targets import ref_from_json, resolve_invocation_id
+from invoker.api import EngineApi, EngineError, InvokeRequest, Target
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_INVOKE_METHODS = frozenset({"GET", "POST"})
+#: Headers restate-server neither persists nor forwards to the handler (plus hop-by-hop ones).
+_DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "host",
+        "idempotency-key",
+        "idempotency-expires",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
+)
+
+
+def _method_not_allowed() -> IngressHttpError:
+    return IngressHttpError(405, "method not allowed")
+
+
+def forwarded_headers(request: Request, path: str) -> list[tuple[str, str]]:
+    """The request headers handed to the handler, plus ``x-restate-ingress-path``."""
+    headers = [
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in request.headers.raw
+        if name.decode("latin-1").lower() not in _DROPPED_HEADERS
+    ]
+    headers.append(("x-restate-ingress-path", path))
+    return headers
+
+
+class _IngressHandler:
+    """Routes one request to the engine; never lets an exception escape."""
+
+    def __init__(self, engine: EngineApi, max_body_bytes: int) -> None:
+        self.engine = engine
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one ingress request."""
+        try:
+            raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+            route = parse_route(split_raw_path(raw_path), request.method)
+            return await self._dispatch(route, request)
+        except IngressHttpError as exc:
+            return error_response(
+                exc.status, exc.message, source=exc.source, invocation_id=exc.invocation_id
+            )
+        except EngineError as exc:
+            return error_response(exc.status, exc.message, source="ingress")
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.url.path)
+            return error_response(500, "internal server error", source="ingress")
+
+    async def _dispatch(self, route: IngressRoute, request: Request) -> Response:
+        match route:
+            case HealthRoute():
+                return JSONResponse({"services": []})
+            case LegacyInvokeRoute(segments):
+                return await self._invoke(self._resolve_legacy(segments), request)
+            case InvokeRoute():
+                return await self._invoke(route, request)
+            case ReadRoute(ref, mode):
+                if request.method != "GET":
+                    raise _method_not_allowed()
+                return await self._read(ref, mode)
+            case JsonTargetRoute(mode):
+                return await self._json_target(mode, request)
+            case AwakeableRoute(awakeable_id, action):
+                return await self._awakeable(awakeable_id, action, request)
+        raise AssertionError(f"unhandled route {route!r}")  # pragma: no cover
+
+    def _resolve_legacy(self, segments: tuple[str, ...]) -> InvokeRoute:
+        """Use the service type to tell ``/Svc/h/send`` from ``/Obj/key/h``."""
+        try:
+            service_type = self.engine.service_type(segments[0])
+        except EngineError as exc:
+            raise IngressHttpError(exc.status, exc.message) from exc
+        parts = list(segments)
+        send = False
+        keyed = service_type != "Service"
+        if len(parts) == (4 if keyed else 3) and parts[-1] == "send":
+            send = True
+            parts.pop()
+        if keyed and len(parts) == 3:
+            return InvokeRoute(Target(parts[0], parts[2], key=parts[1]), send)
+        if not keyed and len(parts) == 2:
+            return InvokeRoute(Target(parts[0], parts[1]), send)
+        raise IngressHttpError(400, LEGACY_BAD_PATH)
+
+    def _delay_ms(self, request: Request, send: bool) -> int | None:
+        delay = request.query_params.get("delay")
+        if delay is None:
+            return None
+        if not send:
+            raise IngressHttpError(
+                400,
+                "cannot use the delay query parameter with calls. "
+                "The delay is supported only with sends",
+            )
+        try:
+            return parse_delay_ms(delay)
+        except DurationError as exc:
+            raise IngressHttpError(
+                400, f"bad delay query parameter, must be a ISO8601 duration: {exc}"
+            ) from exc
+
+    async def _invoke(self, route: InvokeRoute, request: Request) -> Response:
+        if request.method not in _INVOKE_METHODS:
+            raise _method_not_allowed()
+        delay_ms = self._delay_ms(request, route.send)
+        target = route.target
+        self.engine.is_ingress_reachable(target)
+        rules = self.engine.handler_input(target)
+        body = await read_body(request, self.max_body_bytes)
+        content_type = request.headers.get("content-type")
+        try:
+            validate_input(rules, body, content_type)
+        except InputValidationError as exc:
+            raise IngressHttpError(400, str(exc)) from exc
+        invoke = InvokeRequest(
+            target=target,
+            body=body,
+            headers=forwarded_headers(request, request.url.path),
+            content_type=content_type,
+            idempotency_key=request.headers.get("idempotency-key") or None,
+            delay_ms=delay_ms,
+        )
+        if route.send:
+            return send_response(await self.engine.send(invoke))
+        return outcome_response(await self.engine.call(invoke))
+
+    async def _read(self, ref: InvocationRef, mode: ReadMode) -> Response:
+        invocation_id = resolve_invocation_id(self.engine, ref)
+        if mode == "output":
+            return outcome_response(await self.engine.output(invocation_id))
+        try:
+            outcome = await self.engine.attach(invocation_id)
+        except EngineError as exc:
+            # restate-server reports a failed attach as coming from the invocation.
+            raise IngressHttpError(
+                exc.status, exc.message, source="invocation", invocation_id=invocation_id
+            ) from exc
+        return outcome_response(outcome)
+
+    async def _json_target(self, mode: str, request: Request) -> Response:
+        body = parse_json_object(await read_body(request, self.max_body_bytes), "lookup")
+        ref = ref_from_json(body)
+        if mode == "lookup":
+            return JSONResponse({"invocationId": resolve_invocation_id(self.engine, ref)})
+        return await self._read(ref, "attach" if mode == "attach" else "output")
+
+    async def _awakeable(self, awakeable_id: str, action: str, request: Request) -> Response:
+        if request.method != "POST":
+            raise _method_not_allowed()
+        try:
+            check_awakeable_id(awakeable_id)
+        except IdError as exc:
+            raise IngressHttpError(400, f"bad awakeable id '{awakeable_id}': {exc}") from exc
+        body = await read_body(request, self.max_body_bytes)
+        if action == "resolve":
+            await self.engine.resolve_awakeable(awakeable_id, body)
+        else:
+            await self.engine.reject_awakeable(awakeable_id, body.decode("utf-8", "replace"))
+        return Response(status_code=202)
+
+
+def create_ingress_app(
+    engine: EngineApi, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Starlette:
+    """The ingress ASGI app: calls, sends, attach/output, awakeables, health."""
+    handler = _IngressHandler(engine, max_body_bytes)
+    return Starlette(routes=[Route("/{path:path}", handler.handle, methods=_ALL_METHODS)])

@@ -1,0 +1,249 @@
+"""What the engine offers to the ingress, the admin API and the CLI.
+
+The ingress is a thin HTTP layer over :class:`EngineApi`; everything durable happens behind
+it. Errors come back as :class:`EngineError` subclasses carrying the HTTP status code and
+message that Restate's ingress/admin API would answer with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+class EngineError(Exception):
+    """An error with an HTTP status and a message for the client."""
+
+    status: int = 500
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class BadRequestError(EngineError):
+    """Malformed input (400)."""
+
+    status = 400
+
+
+class NotFoundError(EngineError):
+    """Unknown service, handler, invocation, deployment, awakeable (404)."""
+
+    status = 404
+
+
+class ConflictingRequestError(EngineError):
+    """The request conflicts with existing state, e.g. a workflow run re-submitted (409)."""
+
+    status = 409
+
+
+class GoneError(EngineError):
+    """The invocation completed but its output is no longer retained (410)."""
+
+    status = 410
+
+
+class PayloadTooLargeError(EngineError):
+    """Request body over the limit (413)."""
+
+    status = 413
+
+
+class NotReadyError(EngineError):
+    """The invocation exists but has not completed yet (470, Restate's code)."""
+
+    status = 470
+
+
+class UnavailableError(EngineError):
+    """The engine cannot serve right now (503)."""
+
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an invocation goes: ``service/handler`` or ``service/key/handler``."""
+
+    service: str
+    handler: str
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    """One ingress call or send."""
+
+    target: Target
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str | None = None
+    idempotency_key: str | None = None
+    delay_ms: int | None = None  # only for sends
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of a completed invocation (success or terminal failure)."""
+
+    invocation_id: str
+    ok: bool
+    value: bytes = b""
+    content_type: str | None = None
+    failure_code: int = 500
+    failure_message: str = ""
+    failure_metadata: dict[str, str] = field(default_factory=dict)
+    idempotency_expires_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Answer to a one-way send."""
+
+    invocation_id: str
+    previously_accepted: bool
+    execution_time_ms: int | None = None
+
+
+ServiceType = Literal["Service", "VirtualObject", "Workflow"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerInput:
+    """What request body a handler accepts, from the ``input`` of its discovery manifest.
+
+    The ingress uses it to reproduce restate-server's content-type checks (400 before any
+    invocation is created):
+
+    * ``accepts_body=False`` (manifest handler without ``input``, the SDK's ``-> None`` input):
+      any body or any ``content-type`` header is rejected.
+    * otherwise a request with an empty body and no content-type is accepted unless
+      ``required`` is true; a non-empty body needs a ``content-type`` matching
+      ``content_type`` (media type compared case-insensitively, parameters ignored, ``*/*``
+      and ``type/*`` patterns allowed; ``None`` means any content-type is fine);
+      ``json=True`` additionally rejects an empty body sent with a content-type.
+    """
+
+    accepts_body: bool = True
+    required: bool = False
+    content_type: str | None = "application/json"
+    json: bool = True
+
+
+class EngineApi(Protocol):
+    """The operations behind the ingress and admin HTTP APIs.
+
+    Every method raises an :class:`EngineError` subclass for client-visible errors.
+    """
+
+    # --- ingress -----------------------------------------------------------------------
+    async def call(self, request: InvokeRequest) -> Outcome:
+        """Submit an invocation and wait for its outcome."""
+        ...
+
+    async def send(self, request: InvokeRequest) -> SendResult:
+        """Submit an invocation without waiting (optionally delayed)."""
+        ...
+
+    async def attach(self, invocation_id: str) -> Outcome:
+        """Wait for an invocation's outcome."""
+        ...
+
+    async def output(self, invocation_id: str) -> Outcome:
+        """The outcome now; :class:`NotReadyError` while it runs."""
+        ...
+
+    def workflow_invocation_id(self, workflow: str, key: str) -> str:
+        """The invocation id of the run handler of workflow ``workflow`` with id ``key``."""
+        ...
+
+    def idempotent_invocation_id(self, target: Target, idempotency_key: str) -> str:
+        """The invocation id an idempotent request to ``target`` gets."""
+        ...
+
+    async def resolve_awakeable(self, awakeable_id: str, value: bytes) -> None:
+        """Complete an awakeable with a value."""
+        ...
+
+    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
+        """Complete an awakeable with a terminal failure (code 500)."""
+        ...
+
+    def is_ingress_reachable(self, target: Target) -> None:
+        """Raise NotFoundError/BadRequestError if ``target`` is unknown, private or misaddressed."""
+        ...
+
+    def service_type(self, service: str) -> ServiceType:
+        """The kind of a registered service (latest revision); NotFoundError if unknown.
+
+        The ingress needs it to parse legacy paths: ``/Svc/handler/send`` and
+        ``/Obj/key/handler`` both have three segments. Must be cheap (in-memory schema).
+        """
+        ...
+
+    def handler_input(self, target: Target) -> HandlerInput:
+        """The input rules of ``target``'s handler (see :class:`HandlerInput`).
+
+        Called after :meth:`is_ingress_reachable` succeeded; NotFoundError if unknown.
+        """
+        ...
+
+    # --- admin -------------------------------------------------------------------------
+    async def register_deployment(
+        self,
+        uri: str | None = None,
+        arn: str | None = None,
+        *,
+        additional_headers: dict[str, str] | None = None,
+        use_http_11: bool = False,
+        force: bool = False,
+        breaking: bool = False,
+        dry_run: bool = False,
+        assume_role_arn: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Discover and register a deployment; returns (deployment JSON, created?)."""
+        ...
+
+    async def list_deployments(self) -> list[dict[str, Any]]:
+        """Deployments as Restate's admin API shows them."""
+        ...
+
+    async def get_deployment(self, deployment_id: str) -> dict[str, Any]:
+        """One deployment."""
+        ...
+
+    async def remove_deployment(self, deployment_id: str, force: bool = False) -> None:
+        """Remove a deployment."""
+        ...
+
+    async def list_services(self) -> list[dict[str, Any]]:
+        """Services as Restate's admin API shows them."""
+        ...
+
+    async def get_service(self, name: str) -> dict[str, Any]:
+        """One service."""
+        ...
+
+    async def manage_invocation(
+        self, invocation_id: str, action: Literal["cancel", "kill", "purge", "pause", "resume"]
+    ) -> None:
+        """Apply a lifecycle operation."""
+        ...
+
+    async def list_invocations(
+        self, *, include_completed: bool = True, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Invocation summaries (sys_invocation-like rows), newest first."""
+        ...
+
+    async def describe_invocation(self, invocation_id: str) -> dict[str, Any]:
+        """An invocation's status row plus its journal."""
+        ...
+
+    async def get_state(self, service: str, key: str) -> dict[str, bytes]:
+        """The K/V state of one object or workflow instance."""
+        ...

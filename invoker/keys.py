@@ -1,0 +1,87 @@
+"""Where each record lives in the item store.
+
+Partition ``inv/{id}`` holds everything one invocation owns, so a resume reads it with one
+query:
+
+* ``j/{first_index:010d}``  a journal segment (entries appended by one commit)
+* ``meta``                  the :class:`~invoker.records.Invocation` record (CAS; due = next run)
+* ``n/{kind}/{id}``         a notification waiting to enter the journal (create-if-absent)
+* ``o/{index:010d}``        an outbox effect to apply after a commit (due = recovery time)
+* ``t/{completion_id}``     a sleep timer (due = wake-up time)
+* ``w/{waiter}/{cid}``      another invocation attached to this one's result
+
+Partition ``obj/{service}/{key}`` holds a virtual object's or workflow's ``state``, ``lock``,
+inbox ``q/{seq:012d}`` and promises ``p/{name}``. Partitions ``deployments`` and ``services``
+hold the registry.
+"""
+
+from __future__ import annotations
+
+META = "meta"
+JOURNAL_PREFIX = "j/"
+NOTIFY_PREFIX = "n/"
+OUTBOX_PREFIX = "o/"
+TIMER_PREFIX = "t/"
+WAITER_PREFIX = "w/"
+STATE = "state"
+LOCK = "lock"
+INBOX_PREFIX = "q/"
+PROMISE_PREFIX = "p/"
+DEPLOYMENTS = "deployments"
+SERVICES = "services"
+INV_PREFIX = "inv/"
+
+
+def inv(invocation_id: str) -> str:
+    """Partition of one invocation."""
+    return f"inv/{invocation_id}"
+
+
+def obj(service: str, key: str) -> str:
+    """Partition of one virtual object / workflow instance."""
+    return f"obj/{service}/{key}"
+
+
+def journal(first_index: int) -> str:
+    """Sort key of a journal segment starting at ``first_index``."""
+    return f"j/{first_index:010d}"
+
+
+def completion_notification(completion_id: int) -> str:
+    """Sort key of a pending completion notification."""
+    return f"n/c/{completion_id:010d}"
+
+
+def signal_notification(idx: int) -> str:
+    """Sort key of a pending signal notification (by index)."""
+    return f"n/s/{idx:010d}"
+
+
+def named_signal_notification(name: str, unique: str) -> str:
+    """Sort key of a pending named-signal notification."""
+    return f"n/n/{name}/{unique}"
+
+
+def outbox(index: int) -> str:
+    """Sort key of an outbox effect."""
+    return f"o/{index:010d}"
+
+
+def timer(completion_id: int) -> str:
+    """Sort key of a sleep timer."""
+    return f"t/{completion_id:010d}"
+
+
+def waiter(waiter_id: str, completion_id: int) -> str:
+    """Sort key of an attach waiter."""
+    return f"w/{waiter_id}/{completion_id:010d}"
+
+
+def inbox(seq: int) -> str:
+    """Sort key of a virtual object inbox entry."""
+    return f"q/{seq:012d}"
+
+
+def promise(name: str) -> str:
+    """Sort key of a workflow promise."""
+    return f"p/{name}"

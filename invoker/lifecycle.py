@@ -1,0 +1,182 @@
+"""Managing invocations from outside: awakeables, cancel, kill, pause, resume, purge."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from backends.api import ConflictError, Delete, Item, Put, WriteOp
+from invoker import keys
+from invoker import records as rec
+from invoker.api import BadRequestError, ConflictingRequestError, NotFoundError
+from invoker.effects import deliver_signal, release_lock
+from invoker.ids import awakeable_target, parse_invocation_id
+from invoker.journal import call_children, load_partition
+
+if TYPE_CHECKING:
+    from invoker.engine import Engine
+
+log = logging.getLogger("restate_lambda.lifecycle")
+_inv_decoder = msgspec.msgpack.Decoder(rec.Invocation)
+
+CANCELLED = rec.Failure(409, "cancelled")
+KILLED = rec.Failure(409, "killed")
+_NOT_STARTED = (rec.Status.INBOXED, rec.Status.SCHEDULED)
+
+
+async def complete_awakeable(engine: Engine, awakeable_id: str, result: rec.Result) -> None:
+    """Resolve or reject an awakeable from outside."""
+    try:
+        target, idx = awakeable_target(awakeable_id)
+    except ValueError as exc:
+        raise BadRequestError(f"invalid awakeable id {awakeable_id!r}: {exc}") from exc
+    if not await deliver_signal(engine, target, idx, None, result):
+        raise NotFoundError(f"awakeable {awakeable_id} not found or its invocation completed")
+
+
+async def _get(engine: Engine, invocation_id: str) -> tuple[rec.Invocation, Item]:
+    try:
+        parse_invocation_id(invocation_id)
+    except ValueError as exc:
+        raise BadRequestError(f"invalid invocation id {invocation_id!r}: {exc}") from exc
+    item = await engine.backend.get(keys.inv(invocation_id), keys.META)
+    if item is None:
+        raise NotFoundError(f"invocation {invocation_id} not found")
+    return _inv_decoder.decode(item.value), item
+
+
+async def manage(
+    engine: Engine,
+    invocation_id: str,
+    action: Literal["cancel", "kill", "purge", "pause", "resume"],
+) -> None:
+    """Apply one admin lifecycle operation."""
+    for _ in range(50):
+        inv, item = await _get(engine, invocation_id)
+        try:
+            if action == "cancel":
+                await _cancel(engine, inv, item)
+            elif action == "kill":
+                await _terminate(engine, inv, item, KILLED, recursive=True)
+            elif action == "purge":
+                await _purge(engine, inv)
+            elif action == "pause":
+                await _pause(engine, inv, item)
+            elif action == "resume":
+                await _resume(engine, inv, item)
+            else:
+                raise BadRequestError(f"unknown action {action}")
+            return
+        except ConflictError:
+            continue
+    raise ConflictingRequestError(f"invocation {invocation_id} is changing too fast; retry")
+
+
+async def _cancel(engine: Engine, inv: rec.Invocation, item: Item) -> None:
+    if inv.status == rec.Status.COMPLETED:
+        return
+    if inv.status in _NOT_STARTED:
+        await _terminate(engine, inv, item, CANCELLED, recursive=False)
+        return
+    await deliver_signal(engine, inv.id, 1, None, None)
+
+
+async def _terminate(
+    engine: Engine, inv: rec.Invocation, item: Item, failure: rec.Failure, *, recursive: bool
+) -> None:
+    """Complete an invocation with ``failure`` without running it any further."""
+    if inv.status == rec.Status.COMPLETED:
+        return
+    was_holding = inv.key is not None and inv.handler_kind == "exclusive" and inv.status not in (
+        rec.Status.INBOXED,
+        rec.Status.SCHEDULED,
+    )
+    now = engine.clock.now_ms()
+    inv.status = rec.Status.COMPLETED
+    inv.result = rec.Result(failure=failure)
+    inv.completed_ms = now
+    inv.modified_ms = now
+    inv.expires_ms = now + engine._retention_ms(inv)
+    inv.lease_owner = None
+    inv.lease_until_ms = None
+    await engine.backend.write(
+        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=inv.expires_ms)]
+    )
+    if was_holding and inv.key is not None:
+        await release_lock(engine, inv.service, inv.key, inv.id)
+    await engine._on_completed(inv)
+    if recursive:
+        items = await engine.backend.query(item.pk, keys.JOURNAL_PREFIX)
+        loaded = load_partition([item, *items])
+        if loaded is not None:
+            for child in call_children(loaded.entries):
+                try:
+                    await manage(engine, child, "kill")
+                except NotFoundError:
+                    continue
+
+
+async def _pause(engine: Engine, inv: rec.Invocation, item: Item) -> None:
+    if inv.status == rec.Status.COMPLETED:
+        raise ConflictingRequestError("the invocation has completed")
+    if inv.status == rec.Status.PAUSED:
+        return
+    inv.status = rec.Status.PAUSED
+    inv.paused_by_user = True
+    inv.lease_owner = None
+    inv.lease_until_ms = None
+    inv.modified_ms = engine.clock.now_ms()
+    await engine.backend.write(
+        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=None)]
+    )
+
+
+async def _resume(engine: Engine, inv: rec.Invocation, item: Item) -> None:
+    if inv.status != rec.Status.PAUSED:
+        raise ConflictingRequestError(f"the invocation is {inv.status.value}, not paused")
+    now = engine.clock.now_ms()
+    inv.status = rec.Status.READY
+    inv.paused_by_user = False
+    inv.retry_count = 0
+    inv.modified_ms = now
+    await engine.backend.write(
+        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=now)]
+    )
+    engine.dispatch(inv.id)
+
+
+async def _purge(engine: Engine, inv: rec.Invocation) -> None:
+    if inv.status != rec.Status.COMPLETED:
+        raise ConflictingRequestError("only completed invocations can be purged")
+    items = await engine.backend.query(keys.inv(inv.id))
+    await purge_items(engine, inv, items)
+
+
+async def purge_items(engine: Engine, inv: rec.Invocation, items: list[Item]) -> None:
+    """Delete a completed invocation's records (and a finished workflow's state and promises)."""
+    ops: list[WriteOp] = [Delete(i.pk, i.sk, expect=i.version) for i in items if i.sk != keys.META]
+    meta = next((i for i in items if i.sk == keys.META), None)
+    batch = max(1, engine.backend.max_batch_ops - 1)
+    for start in range(0, len(ops), batch):
+        await engine.backend.write(ops[start : start + batch])
+    if inv.handler_kind == "workflow" and inv.key is not None:
+        opk = keys.obj(inv.service, inv.key)
+        obj_items = await engine.backend.query(opk)
+        obj_ops: list[WriteOp] = [Delete(i.pk, i.sk, expect=i.version) for i in obj_items]
+        for start in range(0, len(obj_ops), batch):
+            try:
+                await engine.backend.write(obj_ops[start : start + batch])
+            except ConflictError:
+                log.info("workflow %s/%s changed during purge", inv.service, inv.key)
+    if meta is not None:
+        await engine.backend.write([Delete(meta.pk, meta.sk, expect=meta.version)])
+
+
+async def get_state(engine: Engine, service: str, key: str) -> dict[str, bytes]:
+    """The K/V state of one object or workflow instance."""
+    item = await engine.backend.get(keys.obj(service, key), keys.STATE)
+    if item is None:
+        return {}
+    return dict(rec.decode(item.value, rec.StateRecord).entries)

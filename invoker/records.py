@@ -1,0 +1,217 @@
+"""Records the engine stores, encoded with msgspec msgpack.
+
+Every record is a value in the item store of :mod:`backends.api`; :mod:`invoker.keys` says
+where each one lives.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import msgspec
+
+
+class Status(StrEnum):
+    """Invocation status, with Restate's names (``sys_invocation.status``)."""
+
+    INBOXED = "pending"  # queued behind the lock of a virtual object key
+    SCHEDULED = "scheduled"  # delayed send, not yet due
+    READY = "ready"  # runnable now
+    RUNNING = "running"  # an attempt is in flight (lease held)
+    BACKING_OFF = "backing-off"  # waiting for the next retry
+    SUSPENDED = "suspended"  # waiting for a completion or signal
+    PAUSED = "paused"  # retries exhausted or paused by the admin API
+    COMPLETED = "completed"
+
+
+class Failure(msgspec.Struct, array_like=True, frozen=True):
+    """A terminal failure: code, message and optional metadata."""
+
+    code: int
+    message: str
+    metadata: dict[str, str] = {}
+
+
+class Result(msgspec.Struct, array_like=True, frozen=True):
+    """The outcome of a completed invocation: a value or a failure."""
+
+    value: bytes | None = None
+    failure: Failure | None = None
+
+
+class CallerRef(msgspec.Struct, array_like=True, frozen=True):
+    """Where a child invocation delivers its result: the caller and its completion id."""
+
+    invocation_id: str
+    completion_id: int
+
+
+class Invocation(msgspec.Struct, kw_only=True):
+    """The status record of one invocation (``inv/{id}`` / ``meta``)."""
+
+    id: str
+    service: str
+    handler: str
+    key: str | None = None
+    service_kind: str = "service"  # service | virtual_object | workflow
+    handler_kind: str | None = None  # exclusive | shared | workflow | None (services)
+    status: Status = Status.READY
+    created_ms: int = 0
+    modified_ms: int = 0
+    scheduled_ms: int | None = None  # execution time of a delayed invocation
+    idempotency_key: str | None = None
+    invoked_by: str = "ingress"  # ingress | service
+    caller: CallerRef | None = None
+    parent_id: str | None = None  # the invocation whose call created this one (for kill trees)
+    deployment_id: str | None = None
+    protocol_version: int | None = None
+    journal_len: int = 0  # entries (commands + notifications) stored
+    commands_len: int = 0  # commands stored (command indexes are 0-based over commands only)
+    waiting_completions: list[int] = []
+    waiting_signals: list[int] = []
+    waiting_named_signals: list[str] = []
+    retry_count: int = 0  # attempts that failed in a row
+    retry_since_stored: int = 0  # failed attempts since the last stored entry
+    last_stored_ms: int = 0
+    next_retry_ms: int | None = None
+    last_failure: Failure | None = None
+    last_failure_related_command: str | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until_ms: int | None = None
+    random_seed: int = 0
+    result: Result | None = None
+    completed_ms: int | None = None
+    output_content_type: str | None = None
+    expires_ms: int | None = None  # when a completed invocation is purged
+    idempotency_retention_ms: int | None = None
+    journal_retention_ms: int | None = None
+    last_start_ms: int | None = None
+    paused_by_user: bool = False
+
+
+class LockRecord(msgspec.Struct, array_like=True):
+    """Exclusive lock and FIFO inbox counters of one virtual object key (``obj/..`` / ``lock``)."""
+
+    holder: str | None = None
+    head: int = 0  # next inbox sequence to dequeue
+    tail: int = 0  # next inbox sequence to allocate
+
+
+class PromiseWaiter(msgspec.Struct, array_like=True, frozen=True):
+    """An invocation waiting on a durable promise, and how it peeked or awaited."""
+
+    invocation_id: str
+    completion_id: int
+
+
+class PromiseRecord(msgspec.Struct, array_like=True):
+    """A workflow's durable promise (``obj/..`` / ``p/{name}``)."""
+
+    result: Result | None = None
+    waiters: list[PromiseWaiter] = []
+    completed_by: str | None = None  # "{invocation id}/{completion id}" of the completer
+
+
+class PendingNotification(msgspec.Struct, array_like=True, frozen=True):
+    """A notification waiting to enter an invocation's journal (``inv/..`` / ``n/...``)."""
+
+    arrived_ms: int
+    msg_type: int
+    payload: bytes
+
+
+class Effect(msgspec.Struct, array_like=True, frozen=True):
+    """An effect on another record to apply after a journal commit (outbox item ``o/...``).
+
+    ``kind`` is one of: ``create`` (a child invocation; ``data`` is an encoded
+    :class:`ChildSpec`), ``signal`` (deliver ``data``=encoded :class:`SignalSpec`),
+    ``promise`` (get/peek/complete a promise), ``attach`` / ``output`` (wait for or read another
+    invocation's result), ``release`` (release a virtual object's lock), ``notify_caller``.
+    """
+
+    kind: str
+    data: bytes
+
+
+class ChildSpec(msgspec.Struct, array_like=True, frozen=True):
+    """Everything needed to create a child invocation exactly once."""
+
+    invocation_id: str
+    service: str
+    handler: str
+    key: str | None
+    parameter: bytes
+    headers: list[tuple[str, str]]
+    idempotency_key: str | None
+    invoke_time_ms: int | None
+    caller: CallerRef | None  # None for one-way sends
+    parent_id: str
+
+
+class SignalSpec(msgspec.Struct, array_like=True, frozen=True):
+    """A signal for another invocation: built-in index or name, and a value or failure."""
+
+    target: str
+    idx: int | None
+    name: str | None
+    value: bytes | None
+    failure: Failure | None
+
+
+class PromiseOp(msgspec.Struct, array_like=True, frozen=True):
+    """get / peek / complete of a workflow promise by an invocation."""
+
+    op: str  # get | peek | complete
+    service: str
+    key: str
+    name: str
+    invocation_id: str
+    completion_id: int
+    value: bytes | None = None
+    failure: Failure | None = None
+
+
+class AttachOp(msgspec.Struct, array_like=True, frozen=True):
+    """Attach to (wait for) or read the output of another invocation."""
+
+    op: str  # attach | output
+    target: str
+    invocation_id: str
+    completion_id: int
+
+
+class ReleaseOp(msgspec.Struct, array_like=True, frozen=True):
+    """Release the exclusive lock of ``service``/``key`` held by ``holder``."""
+
+    service: str
+    key: str
+    holder: str
+
+
+class StateRecord(msgspec.Struct, array_like=True):
+    """The K/V state of one object or workflow instance (``obj/..`` / ``state``)."""
+
+    entries: dict[str, bytes] = {}
+
+
+_encoder = msgspec.msgpack.Encoder()
+T = TypeVar("T")
+
+
+def encode(record: Any) -> bytes:
+    """Encode a record with msgpack."""
+    return _encoder.encode(record)
+
+
+_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Decode a record of type ``kind``."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    result: T = decoder.decode(data)
+    return result

@@ -1,0 +1,193 @@
+"""Transports that carry one request-response exchange to a handler deployment.
+
+A deployment is reached over HTTP/1.1 (any URL), in process through an ASGI app registered
+under an ``asgi://NAME`` URI, or (see :mod:`invoker.lambda_transport`) through AWS Lambda's
+Invoke API. All look the same to the engine: a method, a path, headers and a body in, a status,
+headers and a body out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+AsgiApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class TransportError(Exception):
+    """The deployment could not be reached or broke the exchange (retryable)."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP-shaped request to a deployment."""
+
+    method: str
+    path: str  # e.g. "/invoke/Greeter/greet" (appended to the deployment's base)
+    headers: dict[str, str]
+    body: bytes = b""
+    timeout_s: float = 60.0
+
+
+@dataclass(slots=True)
+class Reply:
+    """The deployment's answer."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class Transport(Protocol):
+    """Carries exchanges to one kind of deployment address."""
+
+    async def exchange(self, address: str, request: Exchange) -> Reply:
+        """Send ``request`` to the deployment at ``address`` and return its reply."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class HttpTransport:
+    """HTTP/1.1 request-response to a deployment URL, with pooled keep-alive connections."""
+
+    def __init__(self, max_connections: int = 256) -> None:
+        self._client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            timeout=httpx.Timeout(60.0),
+        )
+
+    async def exchange(self, address: str, request: Exchange) -> Reply:
+        """POST/GET ``address + path``."""
+        url = address.rstrip("/") + request.path
+        try:
+            response = await self._client.request(
+                request.method,
+                url,
+                headers=request.headers,
+                content=request.body if request.method != "GET" else None,
+                timeout=request.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{type(exc).__name__} calling {url}: {exc}") from exc
+        return Reply(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.content,
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+class AsgiTransport:
+    """Calls ASGI apps registered by name in this process (``asgi://NAME``), no HTTP involved."""
+
+    def __init__(self) -> None:
+        self._apps: dict[str, AsgiApp] = {}
+
+    def mount(self, name: str, app: AsgiApp) -> str:
+        """Register ``app`` and return its deployment URI."""
+        self._apps[name] = app
+        return f"asgi://{name}"
+
+    async def exchange(self, address: str, request: Exchange) -> Reply:
+        """Run the ASGI app once with the request and collect its response."""
+        name = address.removeprefix("asgi://").strip("/")
+        app = self._apps.get(name)
+        if app is None:
+            raise TransportError(f"no in-process app named {name!r}")
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": "http",
+            "path": request.path,
+            "raw_path": request.path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "extensions": {},
+        }
+        sent = False
+        status = 500
+        headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+        done = asyncio.Event()
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": request.body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for k, v in message.get("headers", []):
+                    headers[k.decode().lower()] = v.decode()
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    done.set()
+
+        try:
+            await asyncio.wait_for(app(scope, receive, send), request.timeout_s)
+        except TimeoutError as exc:
+            raise TransportError("in-process handler timed out") from exc
+        except Exception as exc:  # the app is user code: any failure is a failed attempt
+            raise TransportError(f"in-process handler raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            done.set()
+        return Reply(status=status, headers=headers, body=b"".join(chunks))
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class Transports:
+    """Picks the transport for a deployment address by its scheme."""
+
+    def __init__(self, http: Transport | None = None, asgi: AsgiTransport | None = None) -> None:
+        self.http: Transport = http or HttpTransport()
+        self.asgi = asgi or AsgiTransport()
+        self.lambda_: Transport | None = None
+
+    def for_address(self, address: str) -> Transport:
+        """The transport that reaches ``address``."""
+        if address.startswith("asgi://"):
+            return self.asgi
+        if address.startswith("arn:"):
+            if self.lambda_ is None:
+                raise TransportError("Lambda deployments need the AWS extra (boto3)")
+            return self.lambda_
+        return self.http
+
+    async def close(self) -> None:
+        """Close every transport."""
+        await self.http.close()
+        await self.asgi.close()
+        if self.lambda_ is not None:
+            await self.lambda_.close()

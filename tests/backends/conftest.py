@@ -1,0 +1,56 @@
+"""Fixtures for the backend conformance suite.
+
+Every test that takes ``backend`` runs once per entry of :data:`BACKENDS`. Adding a backend is one
+entry there (an async context manager factory taking a scratch directory), e.g. later::
+
+    "dynamodb": _dynamodb,   # moto mock_aws or DynamoDB Local, table provisioned by infra
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from backends.api import Backend
+from backends.memory import MemoryBackend
+from backends.sqlite import SqliteBackend
+
+
+@asynccontextmanager
+async def _memory(tmp_path: Path) -> AsyncIterator[Backend]:
+    backend = MemoryBackend()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@asynccontextmanager
+async def _sqlite(tmp_path: Path) -> AsyncIterator[Backend]:
+    backend = SqliteBackend(tmp_path / "store.db")
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+#: Backend name -> factory of an open, empty backend. The conformance suite runs against each.
+BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+def make_backend(kind: str, tmp_path: Path) -> AbstractAsyncContextManager[Backend]:
+    """An empty backend of ``kind`` using ``tmp_path`` for any files."""
+    return BACKENDS[kind](tmp_path)
+
+
+@pytest.fixture(params=list(BACKENDS))
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """An empty backend, once per entry of :data:`BACKENDS`."""
+    async with make_backend(request.param, tmp_path) as b:
+        yield b

@@ -1,0 +1,100 @@
+"""Pytest fixtures for end-to-end tests against a running runtime.
+
+``runtime`` is parametrised over the real ``restate-server`` (marked ``server``) and our
+``restate-lambda dev`` (skipped, with a reason, until ``infra/cli.py`` exists). Both are started
+once per session with the SDK app registered, so tests group by runtime.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.effects import Effects
+from tests.support.runtimes import (
+    RestateLambdaRuntime,
+    RestateServerRuntime,
+    Runtime,
+    SdkApp,
+    restate_lambda_available,
+    restate_server_bin,
+)
+
+RUNTIME_PARAMS = [
+    pytest.param("restate-server", id="restate-server", marks=pytest.mark.server),
+    pytest.param(
+        "restate-lambda",
+        id="restate-lambda",
+        marks=pytest.mark.skipif(
+            not restate_lambda_available(), reason="restate-lambda dev not available"
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def e2e_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def effects(e2e_workdir: Path) -> Effects:
+    root = e2e_workdir / "effects"
+    root.mkdir()
+    return Effects(root)
+
+
+@pytest.fixture(scope="session")
+def sdk_app(e2e_workdir: Path, effects: Effects) -> Iterator[SdkApp]:
+    app = SdkApp(e2e_workdir, effects.root)
+    try:
+        app.start()
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.fixture(scope="session", params=RUNTIME_PARAMS)
+def runtime(
+    request: pytest.FixtureRequest,
+    sdk_app: SdkApp,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Runtime]:
+    """A started runtime with the SDK app registered as a deployment."""
+    rt: Runtime
+    if request.param == "restate-server":
+        binary = restate_server_bin()
+        if binary is None:
+            pytest.skip("restate-server not found: run scripts/install_tools.sh "
+                        "or set RESTATE_SERVER_BIN")
+        rt = RestateServerRuntime(binary, tmp_path_factory.mktemp("restate-server"))
+    else:
+        rt = RestateLambdaRuntime(tmp_path_factory.mktemp("restate-lambda"))
+    try:
+        rt.start()
+        rt.register(sdk_app.url)
+        yield rt
+    finally:
+        rt.stop()
+
+
+@pytest.fixture
+async def ingress(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=runtime.ingress_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=runtime.admin_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def tag() -> str:
+    """A fresh name for this test's effects file and object/workflow keys."""
+    return uuid.uuid4().hex
