@@ -169,49 +169,6 @@ async def secret(ctx: Context, name: str) -> str:
     return f"secret for {name}"
 
 
-# --------------------------------------------------------------------------- Caller (service)
-
-caller = restate.Service("Caller")
-
-
-@caller.handler()
-async def call_greet(ctx: Context, name: str) -> str:
-    """Request-response call to ``Greeter.greet``."""
-    return await ctx.service_call(greet, name)
-
-
-@caller.handler()
-async def call_private(ctx: Context, name: str) -> str:
-    """Calls the ingress-private ``Internal.secret``: reachable from handlers."""
-    return await ctx.service_call(secret, name)
-
-
-@caller.handler()
-async def send_add(ctx: Context, req: dict[str, Any]) -> str:
-    """``{"key": str, "delta": int, "delay_ms"?: int}``: one-way (optionally delayed) send to
-    ``Counter.add``; returns the id of the invocation it created."""
-    delay_ms = req.get("delay_ms")
-    handle = ctx.object_send(
-        add,
-        req["key"],
-        int(req["delta"]),
-        send_delay=timedelta(milliseconds=int(delay_ms)) if delay_ms else None,
-    )
-    return await handle.invocation_id()
-
-
-@caller.handler()
-async def send_greet(ctx: Context, req: dict[str, Any]) -> str:
-    """``{"name": str, "delay_ms"?: int}``: one-way (optionally delayed) ``service_send``."""
-    delay_ms = req.get("delay_ms")
-    handle = ctx.service_send(
-        greet,
-        req["name"],
-        send_delay=timedelta(milliseconds=int(delay_ms)) if delay_ms else None,
-    )
-    return await handle.invocation_id()
-
-
 # --------------------------------------------------------------------------- Awaiter (object)
 
 awaiter = restate.VirtualObject("Awaiter")
@@ -281,6 +238,58 @@ async def long_sleep(ctx: Context, tag: str) -> str:
         raise
     return "woke up"
 
+
+
+# --------------------------------------------------------------------------- Caller (service)
+
+caller = restate.Service("Caller")
+
+
+@caller.handler()
+async def call_greet(ctx: Context, name: str) -> str:
+    """Request-response call to ``Greeter.greet``."""
+    return await ctx.service_call(greet, name)
+
+
+@caller.handler()
+async def call_private(ctx: Context, name: str) -> str:
+    """Calls the ingress-private ``Internal.secret``: reachable from handlers."""
+    return await ctx.service_call(secret, name)
+
+
+@caller.handler()
+async def send_add(ctx: Context, req: dict[str, Any]) -> str:
+    """``{"key": str, "delta": int, "delay_ms"?: int}``: one-way (optionally delayed) send to
+    ``Counter.add``; returns the id of the invocation it created."""
+    delay_ms = req.get("delay_ms")
+    handle = ctx.object_send(
+        add,
+        req["key"],
+        int(req["delta"]),
+        send_delay=timedelta(milliseconds=int(delay_ms)) if delay_ms else None,
+    )
+    return await handle.invocation_id()
+
+
+@caller.handler()
+async def send_greet(ctx: Context, req: dict[str, Any]) -> str:
+    """``{"name": str, "delay_ms"?: int}``: one-way (optionally delayed) ``service_send``."""
+    delay_ms = req.get("delay_ms")
+    handle = ctx.service_send(
+        greet,
+        req["name"],
+        send_delay=timedelta(milliseconds=int(delay_ms)) if delay_ms else None,
+    )
+    return await handle.invocation_id()
+
+
+@caller.handler()
+async def call_cancellable(ctx: Context, tag: str) -> str:
+    """Calls ``Cancellable.run`` (which sleeps an hour) and awaits it; records the callee's
+    invocation id as ``child <id>`` in the effects of ``<tag>-parent`` (not journaled)."""
+    fut = ctx.service_call(long_sleep, tag)
+    record(f"{tag}-parent", f"child {await fut.invocation_id()}")
+    return await fut
 
 
 SERVICES = [greeter, counter, steps, flaky, failer, sleeper, internal, caller, awaiter, signup,
