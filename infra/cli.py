@@ -30,8 +30,10 @@ AdminUrl = Annotated[
 def dev(
     apps: Annotated[
         list[str] | None,
-        typer.Argument(help="Python files whose ASGI app (restate or restate_lambda) to serve "
-                       "in process, e.g. examples/greeter.py"),
+        typer.Argument(
+            help="Python files whose ASGI app (restate or restate_lambda) to serve "
+            "in process, e.g. examples/greeter.py"
+        ),
     ] = None,
     ingress_port: Annotated[int, typer.Option(help="Ingress port.")] = 8080,
     admin_port: Annotated[int, typer.Option(help="Admin API port.")] = 9070,
@@ -40,8 +42,10 @@ def dev(
     ),
     storage: Annotated[
         str | None,
-        typer.Option(envvar="RESTATE_LAMBDA_STORAGE",
-                     help="Storage URL (default sqlite:///DATA_DIR/restate-lambda.db)."),
+        typer.Option(
+            envvar="RESTATE_LAMBDA_STORAGE",
+            help="Storage URL (default sqlite:///DATA_DIR/restate-lambda.db).",
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
@@ -90,8 +94,9 @@ def deployments_register(
 ) -> None:
     """Register a deployment by discovery."""
     key = "arn" if uri.startswith("arn:") else "uri"
-    result = _admin("POST", f"{admin_url}/deployments",
-                    {key: uri, "force": force, "use_http_11": True})
+    result = _admin(
+        "POST", f"{admin_url}/deployments", {key: uri, "force": force, "use_http_11": True}
+    )
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -116,12 +121,13 @@ def invocations_list(
 
 
 @invocations_app.command("describe")
-def invocations_describe(
-    invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070"
-) -> None:
+def invocations_describe(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
     """Show one invocation and its journal."""
-    typer.echo(json.dumps(_admin("GET", f"{admin_url}/restate-lambda/invocations/"
-                                 f"{invocation_id}"), indent=2))
+    typer.echo(
+        json.dumps(
+            _admin("GET", f"{admin_url}/restate-lambda/invocations/{invocation_id}"), indent=2
+        )
+    )
 
 
 def _manage(action: str, invocation_id: str, admin_url: str) -> None:
@@ -148,13 +154,10 @@ def invocations_purge(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.
 
 
 @kv_app.command("get")
-def kv_get(
-    service: str, key: str, admin_url: AdminUrl = "http://127.0.0.1:9070"
-) -> None:
+def kv_get(service: str, key: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
     """Print the state of one object or workflow instance."""
     query = (
-        f"select key, value from state where service_name = '{service}' "
-        f"and service_key = '{key}' ;"
+        f"select key, value from state where service_name = '{service}' and service_key = '{key}' ;"
     )
     result = _admin("POST", f"{admin_url}/query", {"query": query})
     for row in result.get("rows", []):

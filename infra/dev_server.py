@@ -77,9 +77,7 @@ def load_app(spec: str) -> tuple[str, Any]:
         app = getattr(module, candidate, None)
         if app is not None and callable(app):
             return name, app
-    raise AttributeError(
-        f"{path} defines no ASGI app; name it 'app' or pass {path_text}:ATTRIBUTE"
-    )
+    raise AttributeError(f"{path} defines no ASGI app; name it 'app' or pass {path_text}:ATTRIBUTE")
 
 
 @contextlib.asynccontextmanager
@@ -108,9 +106,24 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
         await backend.close()
 
 
+def _quiet_server_class() -> type[Any]:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """A uvicorn server that leaves signal handling to the dev server."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    return QuietServer
+
+
 async def serve(options: DevOptions) -> None:
     """Run the dev server until SIGINT/SIGTERM."""
     import uvicorn
+
+    _QuietServer = _quiet_server_class()
 
     with _data_dir_lock(options.data_dir):
         async with running_engine(options) as engine:
@@ -124,16 +137,19 @@ async def serve(options: DevOptions) -> None:
                 engine, ingress_endpoint=f"http://{options.host}:{options.ingress_port}/"
             )
             servers = [
-                uvicorn.Server(
+                _QuietServer(
                     uvicorn.Config(
-                        app, host=options.host, port=port, log_level="warning", lifespan="off",
-                        access_log=False, http="h11" if False else "auto",
+                        app,
+                        host=options.host,
+                        port=port,
+                        log_level="warning",
+                        lifespan="off",
+                        access_log=False,
+                        http="h11" if False else "auto",
                     )
                 )
                 for app, port in ((ingress, options.ingress_port), (admin, options.admin_port))
             ]
-            for server in servers:
-                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -30,9 +30,7 @@ class TestEnvironment:
 
     __test__ = False  # not a pytest class
 
-    def __init__(
-        self, backend: Backend | None = None, config: EngineConfig | None = None
-    ) -> None:
+    def __init__(self, backend: Backend | None = None, config: EngineConfig | None = None) -> None:
         self.clock = ManualClock(SystemClock().now_ms())
         self.backend = backend or MemoryBackend()
         self.engine = RuntimeEngine(self.backend, self.clock, Transports(), config)

@@ -138,8 +138,10 @@ def deployment_json(d: DeploymentInfo) -> dict[str, Any]:
 
 def invocation_row(inv: rec.Invocation) -> dict[str, Any]:
     """A ``sys_invocation``-like row."""
-    target = f"{inv.service}/{inv.key}/{inv.handler}" if inv.key is not None else (
-        f"{inv.service}/{inv.handler}"
+    target = (
+        f"{inv.service}/{inv.key}/{inv.handler}"
+        if inv.key is not None
+        else (f"{inv.service}/{inv.handler}")
     )
     row: dict[str, Any] = {
         "id": inv.id,
@@ -147,8 +149,11 @@ def invocation_row(inv: rec.Invocation) -> dict[str, Any]:
         "target_service_name": inv.service,
         "target_service_key": inv.key,
         "target_handler_name": inv.handler,
-        "target_service_ty": {"service": "service", "virtual_object": "virtual_object",
-                              "workflow": "workflow"}[inv.service_kind],
+        "target_service_ty": {
+            "service": "service",
+            "virtual_object": "virtual_object",
+            "workflow": "workflow",
+        }[inv.service_kind],
         "status": inv.status.value,
         "idempotency_key": inv.idempotency_key,
         "invoked_by": inv.invoked_by,
@@ -171,9 +176,7 @@ def invocation_row(inv: rec.Invocation) -> dict[str, Any]:
     if inv.result is not None:
         if inv.result.failure is not None:
             row["completion_result"] = "failure"
-            row["completion_failure"] = (
-                f"[{inv.result.failure.code}] {inv.result.failure.message}"
-            )
+            row["completion_failure"] = f"[{inv.result.failure.code}] {inv.result.failure.message}"
         else:
             row["completion_result"] = "success"
     return row

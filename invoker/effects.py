@@ -91,8 +91,13 @@ async def _create_child(engine: Engine, spec: rec.ChildSpec) -> None:
                 rec.Result(failure=rec.Failure(exc.status, exc.message)),
             )
         else:
-            log.warning("send from %s to %s/%s dropped: %s", spec.parent_id, spec.service,
-                        spec.handler, exc.message)
+            log.warning(
+                "send from %s to %s/%s dropped: %s",
+                spec.parent_id,
+                spec.service,
+                spec.handler,
+                exc.message,
+            )
         return
     request = InvokeRequest(
         target=target,
@@ -128,7 +133,10 @@ async def _create_child(engine: Engine, spec: rec.ChildSpec) -> None:
     # An idempotent call that latches onto an existing invocation, or our own child after a
     # crash: wait for its result like an attach.
     await register_waiter(
-        engine, existing.id, spec.caller.invocation_id, spec.caller.completion_id,
+        engine,
+        existing.id,
+        spec.caller.invocation_id,
+        spec.caller.completion_id,
         int(T.CALL_COMPLETION_NOTIFICATION),
     )
 
@@ -147,7 +155,9 @@ async def register_waiter(
     item = await engine.backend.get(pk, keys.META)
     if item is None:
         await engine.deliver_completion(
-            waiter, msg_type, completion_id,
+            waiter,
+            msg_type,
+            completion_id,
             rec.Result(failure=rec.Failure(404, f"invocation {target} not found")),
         )
         return
@@ -159,7 +169,10 @@ async def register_waiter(
 async def _attach(engine: Engine, op: rec.AttachOp) -> None:
     if op.op == "attach":
         await register_waiter(
-            engine, op.target, op.invocation_id, op.completion_id,
+            engine,
+            op.target,
+            op.invocation_id,
+            op.completion_id,
             int(T.ATTACH_INVOCATION_COMPLETION_NOTIFICATION),
         )
         return
@@ -170,8 +183,10 @@ async def _attach(engine: Engine, op: rec.AttachOp) -> None:
         if inv.status == rec.Status.COMPLETED:
             result = inv.result
     await engine.deliver_completion(
-        op.invocation_id, int(T.GET_INVOCATION_OUTPUT_COMPLETION_NOTIFICATION),
-        op.completion_id, result,
+        op.invocation_id,
+        int(T.GET_INVOCATION_OUTPUT_COMPLETION_NOTIFICATION),
+        op.completion_id,
+        result,
     )
 
 
@@ -185,15 +200,19 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
         version = item.version if item else 0
         if op.op == "peek":
             await engine.deliver_completion(
-                op.invocation_id, int(T.PEEK_PROMISE_COMPLETION_NOTIFICATION),
-                op.completion_id, record.result,
+                op.invocation_id,
+                int(T.PEEK_PROMISE_COMPLETION_NOTIFICATION),
+                op.completion_id,
+                record.result,
             )
             return
         if op.op == "get":
             if record.result is not None:
                 await engine.deliver_completion(
-                    op.invocation_id, int(T.GET_PROMISE_COMPLETION_NOTIFICATION),
-                    op.completion_id, record.result,
+                    op.invocation_id,
+                    int(T.GET_PROMISE_COMPLETION_NOTIFICATION),
+                    op.completion_id,
+                    record.result,
                 )
                 return
             waiter = rec.PromiseWaiter(op.invocation_id, op.completion_id)
@@ -209,9 +228,12 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
         if record.result is not None:
             ok = record.completed_by == me
             await engine.deliver_completion(
-                op.invocation_id, int(T.COMPLETE_PROMISE_COMPLETION_NOTIFICATION),
+                op.invocation_id,
+                int(T.COMPLETE_PROMISE_COMPLETION_NOTIFICATION),
                 op.completion_id,
-                None if ok else rec.Result(
+                None
+                if ok
+                else rec.Result(
                     failure=rec.Failure(409, f"promise '{op.name}' was already completed")
                 ),
             )
@@ -226,12 +248,16 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
         except ConflictError:
             continue
         await engine.deliver_completion(
-            op.invocation_id, int(T.COMPLETE_PROMISE_COMPLETION_NOTIFICATION),
-            op.completion_id, None,
+            op.invocation_id,
+            int(T.COMPLETE_PROMISE_COMPLETION_NOTIFICATION),
+            op.completion_id,
+            None,
         )
         for w in waiters:
             await engine.deliver_completion(
-                w.invocation_id, int(T.GET_PROMISE_COMPLETION_NOTIFICATION), w.completion_id,
+                w.invocation_id,
+                int(T.GET_PROMISE_COMPLETION_NOTIFICATION),
+                w.completion_id,
                 result,
             )
         return
@@ -275,8 +301,9 @@ async def release_lock(engine: Engine, service: str, key: str, holder: str | Non
                 lock.holder = nxt.id
                 now = engine.clock.now_ms()
                 nxt.status, due, is_claimed = engine._initial_run_status(nxt, now)
-                ops.append(Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version,
-                               due_ms=due))
+                ops.append(
+                    Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due)
+                )
                 claimed = is_claimed
             else:
                 lock.holder = None  # skip a queued invocation that already completed

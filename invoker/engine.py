@@ -146,8 +146,15 @@ class Engine:
                 inv.lease_owner = None
                 try:
                     await self.backend.write(
-                        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version,
-                             due_ms=self.clock.now_ms())]
+                        [
+                            Put(
+                                item.pk,
+                                keys.META,
+                                rec.encode(inv),
+                                expect=item.version,
+                                due_ms=self.clock.now_ms(),
+                            )
+                        ]
                     )
                     count += 1
                 except ConflictError:
@@ -177,9 +184,7 @@ class Engine:
         if found is None:
             if self.registry.service(target.service) is None:
                 raise NotFoundError(f"service '{target.service}' not found")
-            raise NotFoundError(
-                f"handler '{target.service}/{target.handler}' not found"
-            )
+            raise NotFoundError(f"handler '{target.service}/{target.handler}' not found")
         svc, handler = found
         if from_ingress and (svc.ingress_private or handler.ingress_private):
             raise BadRequestError(
@@ -208,9 +213,7 @@ class Engine:
 
     def idempotent_invocation_id(self, target: Target, idempotency_key: str) -> str:
         """Invocation id of an idempotent request."""
-        return idempotent_invocation_id(
-            target.service, target.handler, target.key, idempotency_key
-        )
+        return idempotent_invocation_id(target.service, target.handler, target.key, idempotency_key)
 
     # ------------------------------------------------------------------ submission
     async def call(self, request: InvokeRequest) -> Outcome:
@@ -304,8 +307,11 @@ class Engine:
         ops: list[WriteOp] = [Put(pk, keys.journal(0), encode_segment(entries))]
         if caller is not None:
             ops.append(
-                Put(pk, keys.waiter(caller.invocation_id, caller.completion_id),
-                    rec.encode(int(T.CALL_COMPLETION_NOTIFICATION)))
+                Put(
+                    pk,
+                    keys.waiter(caller.invocation_id, caller.completion_id),
+                    rec.encode(int(T.CALL_COMPLETION_NOTIFICATION)),
+                )
             )
         claimed = False
         if scheduled_ms is not None and scheduled_ms > now:
@@ -507,7 +513,7 @@ class Engine:
             log.exception("driving invocation %s failed; the sweeper will retry it", inv_id)
 
     async def _claim(self, inv_id: str) -> _Claimed | None:
-        """Take the lease of a runnable invocation, moving pending notifications into its journal."""
+        """Lease a runnable invocation, moving pending notifications into its journal."""
         items = await self.backend.query(keys.inv(inv_id))
         loaded = load_partition(items)
         if loaded is None:
@@ -525,9 +531,11 @@ class Engine:
             return None
         if status == rec.Status.BACKING_OFF and (inv.next_retry_ms or 0) > now:
             return None
-        if status == rec.Status.RUNNING and inv.lease_owner != self.node_id and (
-            inv.lease_until_ms or 0
-        ) > now:
+        if (
+            status == rec.Status.RUNNING
+            and inv.lease_owner != self.node_id
+            and (inv.lease_until_ms or 0) > now
+        ):
             return None
         resolved = resolved_of(loaded.entries)
         new_entries: list[Entry] = []
@@ -574,8 +582,13 @@ class Engine:
         inv.waiting_named_signals = []
         ops.insert(
             0,
-            Put(keys.inv(inv_id), keys.META, rec.encode(inv), expect=loaded.version,
-                due_ms=inv.lease_until_ms),
+            Put(
+                keys.inv(inv_id),
+                keys.META,
+                rec.encode(inv),
+                expect=loaded.version,
+                due_ms=inv.lease_until_ms,
+            ),
         )
         try:
             await self.backend.write(ops)
@@ -637,8 +650,9 @@ class Engine:
                 h = handler_info[1]
                 if h.inactivity_timeout_ms is not None and h.abort_timeout_ms is not None:
                     timeout = (h.inactivity_timeout_ms + h.abort_timeout_ms) / 1000
-            exchange = Exchange("POST", f"/invoke/{inv.service}/{inv.handler}", headers, body,
-                                timeout_s=timeout)
+            exchange = Exchange(
+                "POST", f"/invoke/{inv.service}/{inv.handler}", headers, body, timeout_s=timeout
+            )
             try:
                 reply = await self.transports.for_address(address).exchange(address, exchange)
             except TransportError as exc:
@@ -714,17 +728,25 @@ class Engine:
 
     # ------------------------------------------------------------------ settling an attempt
     def _retention_ms(self, inv: rec.Invocation) -> int:
+        """How long a completed invocation stays attachable (handler, then service settings)."""
         found = self.registry.handler(inv.service, inv.handler)
-        h = found[1] if found else None
-        s = found[0] if found else None
+
+        def pick(field: str) -> int | None:
+            if found is None:
+                return None
+            value: int | None = getattr(found[1], field)
+            if value is None:
+                value = getattr(found[0], field)
+            return value
+
         if inv.handler_kind == "workflow":
-            v = (h and h.workflow_retention_ms) or (s and s.workflow_retention_ms)
-            return int(v) if v is not None else self.config.workflow_retention_ms
-        v = (h and h.idempotency_retention_ms) or (s and s.idempotency_retention_ms)
-        if inv.idempotency_key and v is not None:
-            return int(v)
-        v = (h and h.journal_retention_ms) or (s and s.journal_retention_ms)
-        return int(v) if v is not None else self.config.journal_retention_ms
+            wf = pick("workflow_retention_ms")
+            return wf if wf is not None else self.config.workflow_retention_ms
+        idem = pick("idempotency_retention_ms")
+        if inv.idempotency_key and idem is not None:
+            return idem
+        journal = pick("journal_retention_ms")
+        return journal if journal is not None else self.config.journal_retention_ms
 
     def _output_content_type(self, inv: rec.Invocation, value: bytes) -> str | None:
         found = self.registry.handler(inv.service, inv.handler)
@@ -753,8 +775,12 @@ class Engine:
         new_state_version = state_version
         if p.state_changed and inv.key is not None and p.state is not None:
             ops.append(
-                Put(keys.obj(inv.service, inv.key), keys.STATE,
-                    rec.encode(rec.StateRecord(p.state)), expect=state_version)
+                Put(
+                    keys.obj(inv.service, inv.key),
+                    keys.STATE,
+                    rec.encode(rec.StateRecord(p.state)),
+                    expect=state_version,
+                )
             )
             new_state_version = state_version + 1
         for cid, wake in p.timers:
@@ -762,8 +788,9 @@ class Engine:
         effects = list(p.effects)
         completed = p.ended and p.output is not None
         if completed and inv.key is not None and inv.handler_kind == "exclusive":
-            effects.append(rec.Effect("release", rec.encode(
-                rec.ReleaseOp(inv.service, inv.key, inv.id))))
+            effects.append(
+                rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
+            )
         outbox_keys: list[str] = []
         for n, effect in enumerate(effects):
             sk = keys.outbox(first_new * 1000 + n)
@@ -810,8 +837,9 @@ class Engine:
         try:
             await self.backend.write(ops)
         except ConflictError as exc:
-            log.info("invocation %s changed during its attempt (%s); dropping the attempt",
-                     inv.id, exc)
+            log.info(
+                "invocation %s changed during its attempt (%s); dropping the attempt", inv.id, exc
+            )
             self._rerun.add(inv.id)
             return None
         st.version += 1
@@ -858,7 +886,12 @@ class Engine:
         policy = self._retry_policy(inv)
         log.warning(
             "invocation %s %s/%s attempt failed (%d): [%d] %s",
-            inv.id, inv.service, inv.handler, inv.retry_count, error.code, error.message,
+            inv.id,
+            inv.service,
+            inv.handler,
+            inv.retry_count,
+            error.code,
+            error.message,
         )
         due: int | None
         if policy.max_attempts is not None and inv.retry_count >= policy.max_attempts:
@@ -914,8 +947,9 @@ class Engine:
         inv.lease_until_ms = None
         effects: list[rec.Effect] = []
         if inv.key is not None and inv.handler_kind == "exclusive":
-            effects.append(rec.Effect("release", rec.encode(
-                rec.ReleaseOp(inv.service, inv.key, inv.id))))
+            effects.append(
+                rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
+            )
         outbox_keys = [keys.outbox(inv.journal_len * 1000 + 900 + n) for n in range(len(effects))]
         pk = keys.inv(inv.id)
         extra = [
@@ -924,8 +958,11 @@ class Engine:
         ]
         try:
             await self.backend.write(
-                [Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=inv.expires_ms),
-                 *ops, *extra]
+                [
+                    Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=inv.expires_ms),
+                    *ops,
+                    *extra,
+                ]
             )
         except ConflictError:
             self._rerun.add(inv.id)
@@ -1059,7 +1096,7 @@ def _check(pk: str, version: int) -> WriteOp:
 
 
 def _parse_waiter(sk: str) -> tuple[str, int]:
-    body = sk[len(keys.WAITER_PREFIX):]
+    body = sk[len(keys.WAITER_PREFIX) :]
     waiter_id, _, cid = body.rpartition("/")
     return waiter_id, int(cid)
 
@@ -1075,8 +1112,9 @@ class RuntimeEngine(Engine):
                 f"service '{service}' not found, make sure to register the service before "
                 "calling it."
             )
-        return {"service": "Service", "virtual_object": "VirtualObject",
-                "workflow": "Workflow"}[svc.kind]
+        return {"service": "Service", "virtual_object": "VirtualObject", "workflow": "Workflow"}[
+            svc.kind
+        ]
 
     def handler_input(self, target: Target) -> Any:
         """The input rules of the target's handler."""

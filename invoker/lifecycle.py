@@ -89,9 +89,14 @@ async def _terminate(
     """Complete an invocation with ``failure`` without running it any further."""
     if inv.status == rec.Status.COMPLETED:
         return
-    was_holding = inv.key is not None and inv.handler_kind == "exclusive" and inv.status not in (
-        rec.Status.INBOXED,
-        rec.Status.SCHEDULED,
+    was_holding = (
+        inv.key is not None
+        and inv.handler_kind == "exclusive"
+        and inv.status
+        not in (
+            rec.Status.INBOXED,
+            rec.Status.SCHEDULED,
+        )
     )
     now = engine.clock.now_ms()
     inv.status = rec.Status.COMPLETED

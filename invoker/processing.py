@@ -66,7 +66,7 @@ def _notification(kind: T, completion_id: int, **result: object) -> Entry:
     if "void" in result:
         tmpl.void.SetInParent()
     elif "value" in result:
-        tmpl.value.content = result["value"]  # type: ignore[assignment]
+        tmpl.value.content = result["value"]
     elif "failure" in result:
         f = result["failure"]
         assert isinstance(f, rec.Failure)
@@ -75,7 +75,7 @@ def _notification(kind: T, completion_id: int, **result: object) -> Entry:
         for k, v in f.metadata.items():
             tmpl.failure.metadata.add(key=k, value=v)
     elif "invocation_id" in result:
-        tmpl.invocation_id = result["invocation_id"]  # type: ignore[assignment]
+        tmpl.invocation_id = result["invocation_id"]
     elif "state_keys" in result:
         keys = result["state_keys"]
         assert isinstance(keys, list)
@@ -202,7 +202,7 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
             terminal_seen = True
         elif ty == T.ERROR:
             related = None
-            if msg.HasField("related_command_type") or msg.HasField("related_command_name"):  # type: ignore[attr-defined]
+            if msg.HasField("related_command_type") or msg.HasField("related_command_name"):
                 related = (
                     f"{msg.related_command_name or '?'} (index "  # type: ignore[attr-defined]
                     f"{msg.related_command_index}, type "  # type: ignore[attr-defined]
@@ -253,7 +253,8 @@ def _apply_command(
     elif ty in (T.SET_STATE_COMMAND, T.CLEAR_STATE_COMMAND, T.CLEAR_ALL_STATE_COMMAND):
         if not inp.can_write_state:
             raise ProtocolViolation(
-                f"{T(ty).name} from a handler that may not write state ({inp.service}/{inp.handler})"
+                f"{T(ty).name} from a handler that may not write state "
+                f"({inp.service}/{inp.handler})"
             )
         if ty == T.SET_STATE_COMMAND:
             state[_state_key(m.key)] = bytes(m.value.content)  # type: ignore[attr-defined]
@@ -272,7 +273,9 @@ def _apply_command(
     elif ty == T.GET_LAZY_STATE_KEYS_COMMAND:
         cid = m.result_completion_id  # type: ignore[attr-defined]
         keys = [k.encode() for k in sorted(state)]
-        add_entry(_notification(T.GET_LAZY_STATE_KEYS_COMPLETION_NOTIFICATION, cid, state_keys=keys))
+        add_entry(
+            _notification(T.GET_LAZY_STATE_KEYS_COMPLETION_NOTIFICATION, cid, state_keys=keys)
+        )
         out.resolved_completions.add(cid)
     elif ty == T.SLEEP_COMMAND:
         out.timers.append((m.result_completion_id, int(m.wake_up_time)))  # type: ignore[attr-defined]

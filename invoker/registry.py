@@ -101,9 +101,7 @@ class Registry:
             raise BadRequestError(f"cannot reach deployment {address}: {exc}") from exc
         if reply.status != 200:
             snippet = reply.body[:200].decode("utf-8", "replace")
-            raise BadRequestError(
-                f"discovery at {address} answered HTTP {reply.status}: {snippet}"
-            )
+            raise BadRequestError(f"discovery at {address} answered HTTP {reply.status}: {snippet}")
         try:
             manifest = json.loads(reply.body)
         except ValueError as exc:
@@ -214,8 +212,12 @@ class Registry:
                 "the registry changed concurrently; retry the registration"
             ) from exc
         await self.load()
-        log.info("registered deployment %s at %s: %s", dep_id, address,
-                 ", ".join(s.name for s in services))
+        log.info(
+            "registered deployment %s at %s: %s",
+            dep_id,
+            address,
+            ", ".join(s.name for s in services),
+        )
         return info, existing is None
 
     async def remove(self, deployment_id: str, force: bool) -> None:
@@ -232,8 +234,11 @@ class Registry:
         from backends.api import Delete
 
         ops: list[Any] = [
-            Delete(keys.DEPLOYMENTS, deployment_id,
-                   expect=self._versions[(keys.DEPLOYMENTS, deployment_id)])
+            Delete(
+                keys.DEPLOYMENTS,
+                deployment_id,
+                expect=self._versions[(keys.DEPLOYMENTS, deployment_id)],
+            )
         ]
         for name in serving:
             ops.append(Delete(keys.SERVICES, name, expect=self._versions[(keys.SERVICES, name)]))

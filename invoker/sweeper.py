@@ -31,7 +31,7 @@ async def sweep_once(engine: Engine) -> int:
     for item in items:
         if not item.pk.startswith(keys.INV_PREFIX):
             continue
-        inv_id = item.pk[len(keys.INV_PREFIX):]
+        inv_id = item.pk[len(keys.INV_PREFIX) :]
         try:
             if item.sk == keys.META:
                 engine.dispatch(inv_id)
@@ -46,7 +46,7 @@ async def sweep_once(engine: Engine) -> int:
 
 async def fire_timer(engine: Engine, inv_id: str, item: Item) -> None:
     """Complete a sleep: deliver its notification, then drop the timer (fire once)."""
-    cid = int(item.sk[len(keys.TIMER_PREFIX):])
+    cid = int(item.sk[len(keys.TIMER_PREFIX) :])
     entry = notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), cid, None)
     await engine.deliver(inv_id, keys.completion_notification(cid), entry)
     with contextlib.suppress(ConflictError):

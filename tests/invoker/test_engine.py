@@ -14,7 +14,8 @@ JSON = {"content-type": "application/json"}
 
 async def post(env: TestEnvironment, path: str, body: object = None, **headers: str):  # type: ignore[no-untyped-def]
     return await env.ingress.post(
-        path, content=b"" if body is None else json.dumps(body).encode(),
+        path,
+        content=b"" if body is None else json.dumps(body).encode(),
         headers={**(JSON if body is not None else {}), **headers},
     )
 
@@ -140,8 +141,9 @@ class TestAwakeablesAndWorkflows:
         await env.settle()
         awk = (await post(env, "/Awaiter/a1/awakeable_id")).json()
         assert awk.startswith("sign_1")
-        res = await env.ingress.post(f"/restate/awakeables/{awk}/resolve",
-                                     content=b'"yes"', headers=JSON)
+        res = await env.ingress.post(
+            f"/restate/awakeables/{awk}/resolve", content=b'"yes"', headers=JSON
+        )
         assert res.status_code in (200, 202)
         await env.settle()
         assert "got yes" == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).json()
