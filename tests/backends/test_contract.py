@@ -121,7 +121,7 @@ class TestDelete:
         assert 1 == await version(backend, "p", "a")
 
     async def test_with_expect_on_missing_conflicts(self, backend: Backend) -> None:
-        """Delete(expect=n) of a missing item raises ConflictError: 'fire once' claims rely on it."""
+        """Delete(expect=n) of a missing item raises ConflictError ('fire once' claims)."""
         with pytest.raises(ConflictError):
             await backend.write([Delete("p", "a", expect=1)])
 
@@ -320,7 +320,9 @@ class TestQuery:
     async def test_reverse_after_pages_backward(self, filled: Backend) -> None:
         """With ``reverse``, ``after`` means 'before' and pages backwards."""
         assert ["b/1", "b"] == sks(await filled.query("p", "b", after="b/10", reverse=True))
-        assert ["b/10", "b/1", "b"] == sks(await filled.query("p", after="b/2", reverse=True, limit=3))
+        assert ["b/10", "b/1", "b"] == sks(
+            await filled.query("p", after="b/2", reverse=True, limit=3)
+        )
 
     async def test_limit(self, filled: Backend) -> None:
         """``limit`` bounds the result; 0 returns nothing."""

@@ -200,8 +200,9 @@ CHILD = textwrap.dedent(
 
     async def worker(backend, w):
         for i in range(100_000):
-            await backend.write([Put("p", f"w{w}-{i:06d}", b"%d" % i), Put(f"q{w}", f"{i:06d}", b"")])
-            print(f"w{w}-{i:06d}", flush=True)
+            key = f"w{w}-{i:06d}"
+            await backend.write([Put("p", key, b"%d" % i), Put(f"q{w}", f"{i:06d}", b"")])
+            print(key, flush=True)
 
     async def main():
         backend = SqliteBackend(sys.argv[1])

@@ -108,7 +108,9 @@ class BackendMachine(RuleBasedStateMachine):
                 ops.append(Delete(pk, sk, expect=expect))
             else:
                 ops.append(Check(pk, sk, 0 if expect is None else expect))
-        failing = next((i for i, op in enumerate(ops) if not self._holds(_key(op), op.expect)), None)
+        failing = next(
+            (i for i, op in enumerate(ops) if not self._holds(_key(op), op.expect)), None
+        )
         if failing is not None:
             try:
                 self.run(self.backend.write(ops))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tests.e2e.helpers import call, error_body, send
-from tests.support.effects import Effects
+from tests.support.effects import Effects, poll
 
 
 async def _parent_and_child(
@@ -18,9 +18,12 @@ async def _parent_and_child(
     the child reached its sleep."""
     parent = await send(ingress, "/Caller/call_cancellable", tag)
     await effects.wait_for(tag, "sleeping")
-    await effects.wait_for(f"{tag}-parent", effects.lines(f"{tag}-parent")[0]
-                           if effects.lines(f"{tag}-parent") else "child", timeout=0)
-    child = effects.lines(f"{tag}-parent")[0].removeprefix("child ")
+
+    async def parent_lines() -> list[str]:
+        return effects.lines(f"{tag}-parent")
+
+    lines = await poll(parent_lines, bool, what="caller recorded the callee id")
+    child = lines[0].removeprefix("child ")
     assert child.startswith("inv_"), child
     return parent, child
 
