@@ -4,6 +4,9 @@
 ``memory://``                          :class:`~backends.memory.MemoryBackend` (nothing durable)
 ``sqlite:///abs/path.db``              :class:`~backends.sqlite.SqliteBackend` at an absolute path
 ``sqlite://relative.db``               ... relative to ``data_dir`` (or the working directory)
+``dynamodb://TABLE?region=..&...``     :class:`~backends.dynamodb.DynamoDbBackend` on table ``TABLE``
+                                       (options: ``region``, ``endpoint_url``, ``bucket``,
+                                       ``s3_endpoint_url``; see :func:`backends.dynamodb.parse_url`)
 =====================================  ===================================================
 
 Adding a backend (e.g. ``dynamodb://table?region=...``) is one entry in :data:`FACTORIES`: a
@@ -45,10 +48,18 @@ def _open_sqlite(rest: str, data_dir: Path | None) -> Backend:
     return SqliteBackend(path)
 
 
-#: URL scheme -> factory. Register new backends here (``dynamodb`` is planned).
+def _open_dynamodb(rest: str, data_dir: Path | None) -> Backend:
+    # backends.dynamodb imports boto3 only when a backend is constructed.
+    from backends.dynamodb import DynamoDbBackend, parse_url
+
+    return DynamoDbBackend.from_settings(parse_url(rest))
+
+
+#: URL scheme -> factory. Register new backends here.
 FACTORIES: dict[str, BackendFactory] = {
     "memory": _open_memory,
     "sqlite": _open_sqlite,
+    "dynamodb": _open_dynamodb,
 }
 
 
@@ -56,7 +67,8 @@ def open_backend(url: str, *, data_dir: Path | None = None) -> Backend:
     """Open the backend a storage URL names.
 
     Args:
-        url: ``memory://``, ``sqlite:///abs/path.db`` or ``sqlite://relative.db``.
+        url: ``memory://``, ``sqlite:///abs/path.db``, ``sqlite://relative.db`` or
+            ``dynamodb://TABLE?region=...``.
         data_dir: base directory for relative paths (default: the working directory).
 
     Returns:

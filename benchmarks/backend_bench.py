@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.api import Backend, Put  # noqa: E402
-from backends.memory import MemoryBackend  # noqa: E402
-from backends.sqlite import SqliteBackend  # noqa: E402
+from backends.api import Backend, Put
+from backends.memory import MemoryBackend
+from backends.sqlite import SqliteBackend
 
 
 async def _timed(n: int, tasks: int, op: Callable[[int, int], Awaitable[object]]) -> float:

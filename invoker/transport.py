@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+from invoker.http_client import HttpClient, HttpClientError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,38 +62,23 @@ class Transport(Protocol):
 class HttpTransport:
     """HTTP/1.1 request-response to a deployment URL, with pooled keep-alive connections."""
 
-    def __init__(self, max_connections: int = 256) -> None:
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=httpx.Timeout(60.0),
-        )
+    def __init__(self) -> None:
+        self._client = HttpClient()
 
     async def exchange(self, address: str, request: Exchange) -> Reply:
         """POST/GET ``address + path``."""
         url = address.rstrip("/") + request.path
         try:
             response = await self._client.request(
-                request.method,
-                url,
-                headers=request.headers,
-                content=request.body if request.method != "GET" else None,
-                timeout=request.timeout_s,
+                request.method, url, request.headers, request.body, timeout=request.timeout_s
             )
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__} calling {url}: {exc}") from exc
-        return Reply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.content,
-        )
+        except HttpClientError as exc:
+            raise TransportError(str(exc)) from exc
+        return Reply(status=response.status, headers=response.headers, body=response.body)
 
     async def close(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        await self._client.close()
 
 
 class AsgiTransport:

@@ -37,10 +37,20 @@ async def _sqlite(tmp_path: Path) -> AsyncIterator[Backend]:
         await backend.close()
 
 
+@asynccontextmanager
+async def _sqlite_reader_threads(tmp_path: Path) -> AsyncIterator[Backend]:
+    backend = SqliteBackend(tmp_path / "store.db", readers=2)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
 #: Backend name -> factory of an open, empty backend. The conformance suite runs against each.
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "sqlite-reader-threads": _sqlite_reader_threads,  # reads on a thread pool, not inline
 }
 
 

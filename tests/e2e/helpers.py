@@ -43,6 +43,11 @@ async def wait_counter(client: httpx.AsyncClient, key: str, expected: int,
                what=f"Counter/{key} == {expected}")
 
 
+def json_or_none(r: httpx.Response) -> Any:
+    """The JSON body, or ``None`` for an empty body (the SDK serialises ``None`` as no bytes)."""
+    return r.json() if r.content else None
+
+
 def error_body(r: httpx.Response) -> dict[str, Any]:
     """The JSON error body; asserts the content type."""
     assert r.headers.get("content-type", "").startswith("application/json"), r.headers

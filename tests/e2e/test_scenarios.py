@@ -12,7 +12,14 @@ import time
 
 import httpx
 
-from tests.e2e.helpers import call, counter_value, error_body, send, wait_counter
+from tests.e2e.helpers import (
+    call,
+    counter_value,
+    error_body,
+    json_or_none,
+    send,
+    wait_counter,
+)
 from tests.support.effects import Effects, poll
 from tests.support.runtimes import Runtime
 
@@ -72,7 +79,14 @@ async def test_state_across_invocations_and_shared_reads(
 
     r = await call(ingress, f"/Counter/{key}/reset", no_body=True)
     assert r.status_code == 200, r.text
-    assert r.content == b""  # a handler returning None gives an empty 200
+    assert r.content == b""  # a handler returning None gives an empty 200 ...
+    assert "content-type" not in r.headers  # ... without a content type
+
+    # Also when the declared output is optional (``str | None``) and the value is None.
+    r = await call(ingress, f"/Awaiter/{tag}/awakeable_id", no_body=True)
+    assert r.status_code == 200, r.text
+    assert r.content == b""
+    assert "content-type" not in r.headers
     assert await counter_value(ingress, key) == 0
     assert (await call(ingress, f"/Counter/{key}/add", 1)).json() == 1
 
@@ -208,7 +222,7 @@ async def _awaiting(ingress: httpx.AsyncClient, key: str) -> tuple[str, str]:
     async def read_id() -> str | None:
         r = await ingress.post(f"/Awaiter/{key}/awakeable_id")
         assert r.status_code == 200, r.text
-        value: str | None = r.json()
+        value: str | None = json_or_none(r)
         return value
 
     awakeable = await poll(read_id, lambda v: v is not None, what="awakeable id in state")
@@ -281,7 +295,7 @@ async def test_workflow_promise_attach_output_and_resubmission(
     async def wf_status() -> str | None:
         resp = await ingress.post(f"{wf}/status")
         assert resp.status_code == 200, resp.text
-        value: str | None = resp.json()
+        value: str | None = json_or_none(resp)
         return value
 
     await poll(wf_status, lambda v: v == "waiting", what="workflow waiting on its promise")

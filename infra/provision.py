@@ -1,0 +1,150 @@
+"""Create the storage a URL names: the DynamoDB table (with its due index) and the S3 bucket.
+
+Used by ``restate-lambda storage init URL`` and by the tests. Everything here is idempotent:
+existing resources are checked, not recreated.
+
+The table's definition lives in one place, :func:`backends.dynamodb.table_spec` (``CreateTable``
+arguments); :func:`table_definition` renders the same thing as a CloudFormation resource so the
+SAM template can be compared with it (``tests`` may assert
+``template["Resources"]["Table"]["Properties"] == table_definition()["Properties"]`` modulo extras
+like streams, TTL or PITR, which the engine does not depend on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from backends.dynamodb import (
+    DynamoDbSettings,
+    make_clients,
+    parse_url,
+    table_mismatches,
+    table_spec,
+)
+
+
+class ProvisionError(RuntimeError):
+    """A resource exists but cannot be used as is, or could not be created."""
+
+
+def table_definition(table_name: str | None = None) -> dict[str, Any]:
+    """The table as a CloudFormation ``AWS::DynamoDB::Table`` resource.
+
+    Args:
+        table_name: ``TableName`` to set; ``None`` leaves it out (CloudFormation names the table,
+            and the stack passes the name to the functions in the storage URL).
+    """
+    spec = table_spec(table_name or "")
+    properties: dict[str, Any] = {
+        "BillingMode": spec["BillingMode"],
+        "AttributeDefinitions": spec["AttributeDefinitions"],
+        "KeySchema": spec["KeySchema"],
+        "GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"],
+    }
+    if table_name:
+        properties = {"TableName": table_name, **properties}
+    return {"Type": "AWS::DynamoDB::Table", "Properties": properties}
+
+
+def create_table(client: Any, table: str, *, timeout_s: float = 120.0) -> bool:
+    """Create ``table`` unless it exists; wait until it is ``ACTIVE``; check its layout.
+
+    Returns:
+        ``True`` if this call created the table.
+
+    Raises:
+        ProvisionError: the table exists with another layout, or did not become active in time.
+    """
+    created = False
+    try:
+        client.create_table(**table_spec(table))
+        created = True
+    except client.exceptions.ResourceInUseException:
+        pass  # exists (or being created by a concurrent init)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        desc = client.describe_table(TableName=table)["Table"]
+        indexes = desc.get("GlobalSecondaryIndexes", [])
+        if desc.get("TableStatus") == "ACTIVE" and all(
+            g.get("IndexStatus", "ACTIVE") == "ACTIVE" for g in indexes
+        ):
+            break
+        if time.monotonic() > deadline:
+            raise ProvisionError(f"table {table!r} not ACTIVE after {timeout_s:.0f} s")
+        time.sleep(0.5)
+    problems = table_mismatches(table, desc)
+    if problems:
+        raise ProvisionError(
+            f"table {table!r} exists but does not have the expected layout: {'; '.join(problems)}"
+        )
+    return created
+
+
+def create_bucket(client: Any, bucket: str, region: str | None) -> bool:
+    """Create ``bucket`` unless this account already owns it.
+
+    Returns:
+        ``True`` if this call created the bucket.
+
+    Raises:
+        ProvisionError: the name is taken by another account.
+    """
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region and region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**kwargs)
+        return True
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code == "BucketAlreadyOwnedByYou":
+            return False
+        if code == "BucketAlreadyExists":
+            raise ProvisionError(f"S3 bucket name {bucket!r} is taken by another account") from e
+        raise
+
+
+def provision_dynamodb(settings: DynamoDbSettings) -> list[str]:
+    """Create the table and (if named) the bucket of ``settings``; return what was done."""
+    ddb, s3 = make_clients(settings)
+    try:
+        done = [
+            f"table {settings.table}: "
+            + ("created" if create_table(ddb, settings.table) else "exists, layout ok")
+        ]
+        if settings.bucket is not None:
+            made = create_bucket(s3, settings.bucket, ddb.meta.region_name)
+            done.append(f"bucket {settings.bucket}: " + ("created" if made else "exists"))
+        return done
+    finally:
+        ddb.close()
+        if s3 is not None:
+            s3.close()
+
+
+def ensure_storage(url: str) -> list[str]:
+    """Create whatever the storage URL needs; idempotent. Returns a line per resource.
+
+    ``dynamodb://`` creates the table and bucket; ``sqlite://`` creates the database file and
+    schema; ``memory://`` needs nothing.
+
+    Raises:
+        ValueError: a malformed URL.
+        ProvisionError: a resource exists but is unusable.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() == "dynamodb" and sep:
+        return provision_dynamodb(parse_url(rest))
+    from backends.registry import open_backend
+
+    backend = open_backend(url)  # validates the URL; SQLite creates its schema on open
+    asyncio.run(backend.close())
+    return [f"{scheme}: ready"]
+
+
+#: The name the CLI and earlier notes use.
+create_tables = ensure_storage
