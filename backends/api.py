@@ -84,7 +84,11 @@ class Put:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """Delete an item. ``expect``: n = must exist with version n; None = delete if present."""
+    """Delete an item.
+
+    ``expect``: n = must exist with version n; None = delete if present; 0 = must not exist
+    (so it deletes nothing, like a ``Check``).
+    """
 
     pk: str
     sk: str
@@ -136,8 +140,11 @@ class Backend(Protocol):
 
         Raises:
             ConflictError: a condition failed (``index`` names the operation).
-            ValueError: the batch is empty, too large, or names an item twice.
+            ValueError: the batch is empty, too large, or names an item twice, or a key is not
+                valid Unicode (a lone surrogate cannot be encoded as UTF-8).
             ValueTooLargeError: a value is too large for this backend.
+
+        If the awaiting task is cancelled, the batch may still be applied.
         """
         ...
 

@@ -393,6 +393,7 @@ class DynamoDbBackend:
         offload_threshold: values longer than this go to S3 (tests lower it).
         blob_prefix: key prefix of blobs in the bucket.
         max_concurrency: worker threads (and HTTP connections) for DynamoDB calls.
+        owns_clients: close the clients in :meth:`close` (pass ``False`` for shared ones).
     """
 
     max_batch_ops: int = MAX_BATCH_OPS
@@ -408,6 +409,7 @@ class DynamoDbBackend:
         blob_prefix: str = "blobs/",
         max_concurrency: int = 32,
         endpoint_description: str | None = None,
+        owns_clients: bool = True,
     ) -> None:
         """Wrap the clients; no I/O (use :meth:`check` to verify the table is there)."""
         if bucket is not None and s3_client is None:
@@ -421,6 +423,7 @@ class DynamoDbBackend:
         self.max_value_bytes = OFFLOADED_MAX_BYTES if bucket is not None else INLINE_MAX_BYTES
         self._where = endpoint_description or f"DynamoDB table {table!r}"
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="ddb")
+        self._owns_clients = owns_clients
         self._closed = False
 
     @classmethod
@@ -890,6 +893,8 @@ class DynamoDbBackend:
             return
         self._closed = True
         await asyncio.to_thread(self._pool.shutdown, True)
+        if not self._owns_clients:
+            return
         for client in (self.client, None if self.blobs is None else self.blobs.client):
             close = getattr(client, "close", None)
             if close is not None:
@@ -927,10 +932,12 @@ def _add_upsert(request: dict[str, Any], p: _Prepared) -> None:
 
 def _conflict(index: int, op: WriteOp, found: int | None, absent: bool = False) -> ConflictError:
     want = "absent" if op.expect == 0 else f"at version {op.expect}"
-    if absent:
-        state = "absent"
+    if absent or found == 0:
+        state = ", found absent"
     elif found is None:
-        state = "not so"
+        state = ""
     else:
-        state = "absent" if found == 0 else f"at version {found}"
-    return ConflictError(f"item {op.pk!r}/{op.sk!r} expected {want}, found {state}", index=index)
+        state = f", found at version {found}"
+    return ConflictError(
+        f"operation {index}: item {op.pk!r}/{op.sk!r} expected {want}{state}", index=index
+    )

@@ -75,7 +75,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--ops", type=int, default=5000, help="operations per workload")
     parser.add_argument("--backends", default="memory,sqlite")
-    parser.add_argument("--readers", type=int, default=2, help="SQLite reader threads")
+    parser.add_argument("--readers", type=int, default=0, help="SQLite reader threads (0: inline)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.backends.split(","):

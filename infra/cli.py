@@ -115,7 +115,7 @@ def invocations_list(
     all_: Annotated[bool, typer.Option("--all", help="Include completed ones.")] = False,
 ) -> None:
     """List invocations, newest first."""
-    result = _admin("GET", f"{admin_url}/restate-lambda/invocations?all={str(all_).lower()}")
+    result = _admin("GET", f"{admin_url}/invocations?all={str(all_).lower()}")
     for row in result.get("invocations", []):
         typer.echo(f"{row['id']}  {row['target']}  {row['status']}")
 
@@ -125,7 +125,7 @@ def invocations_describe(invocation_id: str, admin_url: AdminUrl = "http://127.0
     """Show one invocation and its journal."""
     typer.echo(
         json.dumps(
-            _admin("GET", f"{admin_url}/restate-lambda/invocations/{invocation_id}"), indent=2
+            _admin("GET", f"{admin_url}/invocations/{invocation_id}"), indent=2
         )
     )
 

@@ -37,7 +37,7 @@ InvocationAction = Literal["cancel", "kill", "purge", "pause", "resume"]
 #: restate-server 1.7.12 answers cancel/kill with 202 and the others with 200.
 _ACTION_STATUS: dict[str, int] = {
     "cancel": 202,
-    "kill": 202,
+    "kill": 200,
     "purge": 200,
     "pause": 200,
     "resume": 200,
@@ -232,6 +232,23 @@ class _AdminEndpoints:
         await self._manage(request.path_params["invocation_id"], mode)
         return Response(status_code=202)
 
+    async def list_invocations(self, request: Request) -> Response:
+        """``GET /invocations?all=``: invocation rows, newest first (restate-lambda extension;
+        Restate's CLI reads the same rows through SQL)."""
+        include = _query_flag(request, "all", False)
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError as exc:
+            raise AdminHttpError(400, "Invalid query parameter `limit`") from exc
+        rows = await self.engine.list_invocations(include_completed=include, limit=limit)
+        return JSONResponse({"invocations": rows})
+
+    async def describe_invocation(self, request: Request) -> Response:
+        """``GET /invocations/{invocation_id}``: one row and its journal (extension)."""
+        return JSONResponse(
+            await self.engine.describe_invocation(request.path_params["invocation_id"])
+        )
+
     async def query(self, request: Request) -> Response:
         """``POST /query``: JSON rows for the CLI's ``kv get`` query; 400 for anything else."""
         body = await _json_body(request)
@@ -256,6 +273,8 @@ class _AdminEndpoints:
             ("/services/{service}", self.get_service, ["GET"]),
             ("/services/{service}/handlers", self.list_handlers, ["GET"]),
             ("/services/{service}/handlers/{handler}", self.get_handler, ["GET"]),
+            ("/invocations", self.list_invocations, ["GET"]),
+            ("/invocations/{invocation_id}", self.describe_invocation, ["GET"]),
             ("/invocations/{invocation_id}/{action}", self.manage_invocation, ["PATCH"]),
             ("/invocations/{invocation_id}", self.delete_invocation, ["DELETE"]),
             ("/query", self.query, ["POST"]),

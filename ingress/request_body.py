@@ -11,6 +11,8 @@ from ingress.errors import IngressHttpError
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 TOO_LARGE_MESSAGE = "length limit exceeded"
+#: What restate-server answers when a chunked body grows past the limit.
+STREAM_TOO_LARGE_MESSAGE = "cannot read body: LengthLimitError"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -23,7 +25,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise IngressHttpError(413, TOO_LARGE_MESSAGE)
+            raise IngressHttpError(413, STREAM_TOO_LARGE_MESSAGE)
         chunks.append(chunk)
     return b"".join(chunks)
 

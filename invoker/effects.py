@@ -234,7 +234,7 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
                 None
                 if ok
                 else rec.Result(
-                    failure=rec.Failure(409, f"promise '{op.name}' was already completed")
+                    failure=rec.Failure(409, "promise was already completed")
                 ),
             )
             return

@@ -183,14 +183,18 @@ class Engine:
         found = self.registry.handler(target.service, target.handler)
         if found is None:
             if self.registry.service(target.service) is None:
-                raise NotFoundError(f"service '{target.service}' not found")
-            raise NotFoundError(f"handler '{target.service}/{target.handler}' not found")
+                raise NotFoundError(
+                    f"service '{target.service}' not found, make sure to register the service "
+                    "before calling it."
+                )
+            raise NotFoundError(
+                f"the service '{target.service}' exists, but the handler '{target.handler}' "
+                "was not found, check that the handler exists in the latest registered "
+                "service version."
+            )
         svc, handler = found
         if from_ingress and (svc.ingress_private or handler.ingress_private):
-            raise BadRequestError(
-                f"service '{target.service}' handler '{target.handler}' is private and cannot "
-                "be invoked from the ingress"
-            )
+            raise BadRequestError("the invoked service is not public")
         if svc.kind == "service" and target.key is not None:
             raise BadRequestError(f"service '{svc.name}' is not keyed: call it without a key")
         if svc.kind != "service" and target.key is None:
@@ -225,10 +229,7 @@ class Engine:
             inv, created = await self._submit(request, svc, handler, inv_id=inv_id)
             if not created:
                 self._drop_waiter(inv_id, future)
-                raise ConflictingRequestError(
-                    "the workflow method was already invoked: attach to the workflow to get "
-                    "its result"
-                )
+                raise ConflictingRequestError("the workflow method was already invoked")
             return await self._await_outcome(inv_id, future)
         inv_id = (
             self.idempotent_invocation_id(request.target, request.idempotency_key)
@@ -420,7 +421,7 @@ class Engine:
                     return future.result()
                 item = await self.backend.get(keys.inv(inv_id), keys.META)
                 if item is None:
-                    raise NotFoundError(f"invocation {inv_id} not found")
+                    raise NotFoundError("not found")
                 inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
                 if inv.status == rec.Status.COMPLETED:
                     return self._outcome(inv)
@@ -428,9 +429,12 @@ class Engine:
         finally:
             self._drop_waiter(inv_id, future)
 
-    def _outcome(self, inv: rec.Invocation) -> Outcome:
+    def _outcome(self, inv: rec.Invocation, *, first_response: bool = False) -> Outcome:
+        """The client-facing outcome; like Restate 1.7 (which gives every ingress call an
+        idempotency key) attach, output and duplicate responses carry ``idempotency-expires``,
+        the first response does not."""
         result = inv.result or rec.Result(value=b"")
-        expires = inv.expires_ms if inv.idempotency_key else None
+        expires = None if first_response or inv.invoked_by != "ingress" else inv.expires_ms
         if result.failure is not None:
             return Outcome(
                 invocation_id=inv.id,
@@ -454,7 +458,7 @@ class Engine:
         futures = self._waiters.pop(inv.id, None)
         if not futures:
             return
-        outcome = self._outcome(inv)
+        outcome = self._outcome(inv, first_response=True)
         for f in futures:
             if not f.done():
                 f.set_result(outcome)
@@ -465,7 +469,7 @@ class Engine:
         item = await self.backend.get(keys.inv(invocation_id), keys.META)
         if item is None:
             self._drop_waiter(invocation_id, future)
-            raise NotFoundError(f"invocation {invocation_id} not found")
+            raise NotFoundError("not found")
         inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
         if inv.status == rec.Status.COMPLETED:
             self._drop_waiter(invocation_id, future)
@@ -478,7 +482,7 @@ class Engine:
 
         item = await self.backend.get(keys.inv(invocation_id), keys.META)
         if item is None:
-            raise NotFoundError(f"invocation {invocation_id} not found")
+            raise NotFoundError("invocation not found")
         inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
         if inv.status != rec.Status.COMPLETED:
             raise NotReadyError("the invocation exists but has not completed yet")

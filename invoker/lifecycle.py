@@ -32,18 +32,20 @@ async def complete_awakeable(engine: Engine, awakeable_id: str, result: rec.Resu
         target, idx = awakeable_target(awakeable_id)
     except ValueError as exc:
         raise BadRequestError(f"invalid awakeable id {awakeable_id!r}: {exc}") from exc
-    if not await deliver_signal(engine, target, idx, None, result):
-        raise NotFoundError(f"awakeable {awakeable_id} not found or its invocation completed")
+    # Like Restate, accept it even when the invocation is unknown or already completed.
+    await deliver_signal(engine, target, idx, None, result)
 
 
 async def _get(engine: Engine, invocation_id: str) -> tuple[rec.Invocation, Item]:
     try:
         parse_invocation_id(invocation_id)
     except ValueError as exc:
-        raise BadRequestError(f"invalid invocation id {invocation_id!r}: {exc}") from exc
+        raise BadRequestError(
+            "The request field 'invocation_id' is invalid. Reason: bad format"
+        ) from exc
     item = await engine.backend.get(keys.inv(invocation_id), keys.META)
     if item is None:
-        raise NotFoundError(f"invocation {invocation_id} not found")
+        raise NotFoundError(f"The requested invocation '{invocation_id}' does not exist")
     return _inv_decoder.decode(item.value), item
 
 
@@ -74,9 +76,13 @@ async def manage(
     raise ConflictingRequestError(f"invocation {invocation_id} is changing too fast; retry")
 
 
+def _already_completed(inv: rec.Invocation) -> ConflictingRequestError:
+    return ConflictingRequestError(f"The invocation '{inv.id}' was already completed.")
+
+
 async def _cancel(engine: Engine, inv: rec.Invocation, item: Item) -> None:
     if inv.status == rec.Status.COMPLETED:
-        return
+        raise _already_completed(inv)
     if inv.status in _NOT_STARTED:
         await _terminate(engine, inv, item, CANCELLED, recursive=False)
         return
@@ -88,7 +94,7 @@ async def _terminate(
 ) -> None:
     """Complete an invocation with ``failure`` without running it any further."""
     if inv.status == rec.Status.COMPLETED:
-        return
+        raise _already_completed(inv)
     was_holding = (
         inv.key is not None
         and inv.handler_kind == "exclusive"
@@ -119,13 +125,13 @@ async def _terminate(
             for child in call_children(loaded.entries):
                 try:
                     await manage(engine, child, "kill")
-                except NotFoundError:
+                except (NotFoundError, ConflictingRequestError):
                     continue
 
 
 async def _pause(engine: Engine, inv: rec.Invocation, item: Item) -> None:
     if inv.status == rec.Status.COMPLETED:
-        raise ConflictingRequestError("the invocation has completed")
+        raise _already_completed(inv)
     if inv.status == rec.Status.PAUSED:
         return
     inv.status = rec.Status.PAUSED
@@ -154,7 +160,7 @@ async def _resume(engine: Engine, inv: rec.Invocation, item: Item) -> None:
 
 async def _purge(engine: Engine, inv: rec.Invocation) -> None:
     if inv.status != rec.Status.COMPLETED:
-        raise ConflictingRequestError("only completed invocations can be purged")
+        raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
     items = await engine.backend.query(keys.inv(inv.id))
     await purge_items(engine, inv, items)
 

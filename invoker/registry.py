@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from typing import Any
 
 import msgspec
@@ -21,6 +20,7 @@ from invoker.registry_model import (
 )
 from invoker.transport import Exchange, TransportError, Transports
 from restate_lambda.clock import Clock
+from restate_lambda.protocol.ids import DeploymentId
 
 log = logging.getLogger("restate_lambda.registry")
 
@@ -149,7 +149,7 @@ class Registry:
                 f"deployment {existing.id} already exists for {address} with a different "
                 "manifest; use force to overwrite it"
             )
-        dep_id = existing.id if existing is not None else "dp_" + secrets.token_hex(13)
+        dep_id = existing.id if existing is not None else str(DeploymentId.new())
         try:
             services = services_from_manifest(manifest, dep_id)
         except ManifestError as exc:

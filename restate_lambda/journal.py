@@ -6,6 +6,7 @@ from collections import deque
 from typing import Any
 
 from restate_lambda.awaitables import Failure, Result
+from restate_lambda.errors import SdkInternalBaseException
 from restate_lambda.protocol.errors import JOURNAL_MISMATCH, PROTOCOL_VIOLATION
 from restate_lambda.protocol.framing import encode_raw
 from restate_lambda.protocol.messages import MessageType, describe, parse, pb
@@ -13,8 +14,12 @@ from restate_lambda.protocol.messages import MessageType, describe, parse, pb
 T = MessageType
 
 
-class VMError(Exception):
-    """The attempt must end with an ``ErrorMessage`` built from these fields."""
+class VMError(SdkInternalBaseException):
+    """The attempt must end with an ``ErrorMessage`` built from these fields.
+
+    A BaseException (like every SDK-internal error) so that handler code catching
+    ``Exception`` cannot swallow a journal mismatch.
+    """
 
     def __init__(
         self,

@@ -550,9 +550,10 @@ class Machine:
         for h, inv in list(self.tracked_calls.items()):
             if inv is None:
                 if not self._resolve(h, False):
-                    outcome = self.do_await(h)
-                    if outcome[0] != AwaitOutcome.READY:
-                        return outcome
+                    if self.input_closed:
+                        self._suspend([h])
+                        return AwaitOutcome.SUSPENDED, 0
+                    return AwaitOutcome.WAIT_INPUT, 0
                 nid = self.handles.get(h)
                 value = self.ready.get(nid) if nid is not None else None
                 self.tracked_calls[h] = value if isinstance(value, str) else None

@@ -17,6 +17,7 @@ import pytest
 from backends.api import Backend
 from backends.memory import MemoryBackend
 from backends.sqlite import SqliteBackend
+from tests.support.aws import DYNAMODB_BACKENDS
 
 
 @asynccontextmanager
@@ -52,6 +53,9 @@ BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
     "sqlite": _sqlite,
     "sqlite-reader-threads": _sqlite_reader_threads,  # reads on a thread pool, not inline
 }
+# "dynamodb" (DynamoDB Local) and "dynamodb-s3" (values > 4 bytes offloaded to moto S3); they
+# start their servers on first use and skip when java/npm are missing. See tests/support/aws.py.
+BACKENDS.update(DYNAMODB_BACKENDS)
 
 
 def make_backend(kind: str, tmp_path: Path) -> AbstractAsyncContextManager[Backend]:

@@ -123,7 +123,7 @@ async def test_register_errors(admin: httpx.AsyncClient, raw: bytes, status: int
 
 @pytest.mark.parametrize(
     ("action", "status"),
-    [("cancel", 202), ("kill", 202), ("purge", 200), ("pause", 200), ("resume", 200)],
+    [("cancel", 202), ("kill", 200), ("purge", 200), ("pause", 200), ("resume", 200)],
 )
 async def test_manage_invocation(
     admin: httpx.AsyncClient, engine: FakeEngine, action: str, status: int
