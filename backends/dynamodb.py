@@ -714,9 +714,20 @@ class DynamoDbBackend:
             ValueTooLargeError: a value (or the batch) too large, with or without offloading.
             BackendUnavailableError: throttled, timed out or unreachable after retries.
         """
-        validate_batch(ops, max_ops=self.max_batch_ops, max_value_bytes=self.max_value_bytes)
-        for op in ops:
+        validate_batch(ops, max_ops=self.max_batch_ops, max_value_bytes=OFFLOADED_MAX_BYTES)
+        for i, op in enumerate(ops):
             _check_key_size(op.pk, op.sk)
+            if isinstance(op, Put) and len(op.value) > self.max_value_bytes:
+                hint = (
+                    "configure an S3 bucket (dynamodb://TABLE?bucket=...) to store values up to "
+                    f"{OFFLOADED_MAX_BYTES} bytes"
+                    if self.blobs is None
+                    else "values are limited even with S3 offloading"
+                )
+                raise ValueTooLargeError(
+                    f"operation {i}: value of {len(op.value)} bytes for {op.pk!r}/{op.sk!r} "
+                    f"exceeds {self.max_value_bytes} bytes (DynamoDB items hold 400 KB); {hint}"
+                )
         await self._run(self._write_sync, list(ops))
 
     def _write_sync(self, ops: list[WriteOp]) -> None:

@@ -63,7 +63,12 @@ def dev(
         apps=tuple(apps or ()),
     )
     try:
-        asyncio.run(serve(options))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+            asyncio.run(serve(options))
+        else:
+            uvloop.run(serve(options))
     except DataDirLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

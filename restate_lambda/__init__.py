@@ -1,1 +1,113 @@
-"""restate_lambda: a pure-Python Restate SDK and the core shared by the restate-lambda runtime."""
+"""restate_lambda: a pure-Python Restate SDK (Lambda, ASGI, in process) and the core shared by
+the restate-lambda runtime.
+
+Written for restate-sdk's API: ``import restate_lambda as restate`` runs a module written for
+``import restate``. Names are loaded on first access so that importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from restate_lambda.combinators import as_completed, gather, select, wait_completed
+    from restate_lambda.context import (
+        Context,
+        ObjectContext,
+        ObjectSharedContext,
+        Request,
+        WorkflowContext,
+        WorkflowSharedContext,
+    )
+    from restate_lambda.endpoint import Endpoint
+    from restate_lambda.errors import (
+        RetryableError,
+        SdkInternalBaseException,
+        TerminalError,
+        is_internal_exception,
+    )
+    from restate_lambda.futures import (
+        DurablePromise,
+        RestateDurableCallFuture,
+        RestateDurableFuture,
+        RestateDurableSleepFuture,
+        SendHandle,
+    )
+    from restate_lambda.options import InvocationRetryPolicy, RunOptions
+    from restate_lambda.serde import (
+        BytesSerde,
+        DefaultSerde,
+        JsonSerde,
+        MsgspecJsonSerde,
+        PydanticJsonSerde,
+        Serde,
+    )
+    from restate_lambda.service import Service, VirtualObject, Workflow
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "service": ("Service", "VirtualObject", "Workflow"),
+    "context": ("Context", "ObjectContext", "ObjectSharedContext", "Request", "WorkflowContext",
+                "WorkflowSharedContext"),
+    "errors": ("RetryableError", "SdkInternalBaseException", "TerminalError",
+               "is_internal_exception"),
+    "futures": ("DurablePromise", "RestateDurableCallFuture", "RestateDurableFuture",
+                "RestateDurableSleepFuture", "SendHandle"),
+    "options": ("InvocationRetryPolicy", "RunOptions"),
+    "serde": ("BytesSerde", "DefaultSerde", "JsonSerde", "MsgspecJsonSerde",
+              "PydanticJsonSerde", "Serde"),
+    "combinators": ("as_completed", "gather", "select", "wait_completed"),
+    "endpoint": ("Endpoint",),
+}
+_MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_MODULE_OF, "app", "getLogger"])
+
+
+def app(
+    services: Any,
+    protocol: str | None = None,
+    identity_keys: list[str] | None = None,
+    *,
+    eager_runs: bool = True,
+) -> Any:
+    """An ASGI app hosting ``services`` (a Lambda handler when ``AWS_LAMBDA_FUNCTION_NAME`` is set).
+
+    ``protocol``: ``"bidi"`` or ``"request_response"`` to force the announced mode (default:
+    bidi over HTTP/2, request-response otherwise). ``eager_runs`` (request-response only):
+    continue right after proposing a ``ctx.run`` result instead of suspending, so a handler of
+    N steps needs one invocation instead of N+1.
+    """
+    from restate_lambda.endpoint import Endpoint
+
+    endpoint = Endpoint()
+    if protocol == "bidi":
+        endpoint.streaming_protocol()
+    elif protocol == "request_response":
+        endpoint.request_response_protocol()
+    endpoint.bind(*services)
+    for key in identity_keys or ():
+        endpoint.identity_key(key)
+    endpoint.eager_runs = eager_runs
+    return endpoint.app()
+
+
+def getLogger(name: str | None = None) -> Any:  # noqa: N802 - restate-sdk's name
+    """A standard logger (restate-sdk compatibility)."""
+    import logging
+
+    return logging.getLogger(name)
+
+
+def __getattr__(name: str) -> Any:
+    """Load the submodule defining ``name`` on first access (PEP 562)."""
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = __import__(f"{__name__}.{mod}", fromlist=[name])
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

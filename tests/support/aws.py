@@ -206,11 +206,13 @@ async def _dynamodb_s3(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 #: Entries for ``tests/backends/conftest.py``'s ``BACKENDS``: DynamoDB Local, and DynamoDB Local
-#: with every value longer than 4 bytes offloaded to S3 (moto).
-DYNAMODB_BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Any]]] = {
-    "dynamodb": _dynamodb,
-    "dynamodb-s3": _dynamodb_s3,
-}
+#: with every value longer than 4 bytes offloaded to S3 (moto). ``RESTATE_LAMBDA_TEST_DYNAMODB=0``
+#: leaves them out (a quick local run without Java).
+DYNAMODB_BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Any]]] = (
+    {}
+    if os.environ.get("RESTATE_LAMBDA_TEST_DYNAMODB") == "0"
+    else {"dynamodb": _dynamodb, "dynamodb-s3": _dynamodb_s3}
+)
 
 
 @pytest.fixture(scope="session")
