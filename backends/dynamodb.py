@@ -41,7 +41,7 @@ only written when ``d`` itself changes, and ``due()`` pays one consistent ``Batc
 
 ==============================  ==================================================================
 Put ``expect=0``                ``PutItem`` + ``attribute_not_exists(pk)``, ``v = 1``
-Put ``expect=n``                ``PutItem`` + ``v = :n``, ``v = n + 1`` (a full replace clears ``d``)
+Put ``expect=n``                ``PutItem`` + ``v = :n``, ``v = n + 1`` (full replace: clears ``d``)
 Put ``expect=None``             ``UpdateItem SET v = if_not_exists(v, 0) + 1, b = ... REMOVE ...``
 Delete ``expect=None`` / ``0``  ``DeleteItem`` (+ ``attribute_not_exists(pk)`` for 0)
 Delete ``expect=n``             one-item ``TransactWriteItems`` (idempotent retries, see below)
@@ -61,10 +61,11 @@ scan                            a consistent ``Scan`` filtered on ``sk`` (admin 
 single-item write that first attempt may have applied, and the retry then fails its own condition.
 ``TransactWriteItems`` carries an automatic ``ClientRequestToken`` that makes such retries return
 the original outcome, which is why deletes with ``expect=n`` (fire-once claims) go through it. For
-conditional ``PutItem`` the failure returns the stored item (``ReturnValuesOnConditionCheckFailure``)
-and, only if botocore did retry, a stored item equal to the one written counts as this write's
-success. (Another writer storing the byte-identical item at the same version in that window would
-also count as a win; values written by distinct engine instances differ, so this is accepted.)
+conditional ``PutItem`` the failure returns the stored item (via
+``ReturnValuesOnConditionCheckFailure``) and, only if botocore did retry, a stored item equal to
+the one written counts as this write's success. (Another writer storing the byte-identical item
+at the same version in that window would also count as a win; values written by distinct engine
+instances differ, so this is accepted.)
 
 **Size limits.** An item holds at most 400 KB, a transaction 4 MB in total. Values larger than
 ``offload_threshold`` (350 000 bytes) are uploaded to S3 first (:mod:`backends.s3_blobs`,
@@ -190,7 +191,9 @@ def table_mismatches(table_name: str, description: dict[str, Any]) -> list[str]:
             f"key schema is {_keys(description.get('KeySchema', []))}, "
             f"expected {_keys(spec['KeySchema'])}"
         )
-    types = {a["AttributeName"]: a["AttributeType"] for a in description.get("AttributeDefinitions", [])}
+    types = {
+        a["AttributeName"]: a["AttributeType"] for a in description.get("AttributeDefinitions", [])
+    }
     for attr in spec["AttributeDefinitions"]:
         if types.get(attr["AttributeName"]) != attr["AttributeType"]:
             problems.append(
@@ -293,14 +296,14 @@ def parse_url(rest: str) -> DynamoDbSettings:
         if not value:
             raise ValueError(f"dynamodb:// option {name!r} is empty")
         options[name] = value
-    if parts.query and not options:
-        raise ValueError(f"cannot parse the options of {rest!r}; use name=value&name=value")
     for name in ("endpoint_url", "s3_endpoint_url"):
         endpoint = options.get(name)
         if endpoint is not None:
             ep = urlsplit(endpoint)
             if ep.scheme not in ("http", "https") or not ep.netloc:
-                raise ValueError(f"dynamodb:// option {name} must be an http(s) URL, got {endpoint!r}")
+                raise ValueError(
+                    f"dynamodb:// option {name} must be an http(s) URL, got {endpoint!r}"
+                )
     bucket = options.get("bucket")
     if bucket is not None and not _BUCKET_NAME.match(bucket):
         raise ValueError(f"invalid S3 bucket name {bucket!r}")
@@ -334,9 +337,7 @@ def make_clients(
 
     session = boto3.session.Session(region_name=settings.region)
     if session.region_name is None:
-        raise ValueError(
-            "dynamodb:// needs a region: add ?region=... to the URL or set AWS_REGION"
-        )
+        raise ValueError("dynamodb:// needs a region: add ?region=... to the URL or set AWS_REGION")
     common: dict[str, Any] = {
         "max_pool_connections": max_pool_connections,
         "tcp_keepalive": True,
@@ -471,9 +472,10 @@ class DynamoDbBackend:
             message = str(e.response.get("Error", {}).get("Message", ""))
             if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise _ConditionFailed(e.response) from e
-            if code in _THROTTLED or e.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode", 0
-            ) >= 500:
+            if (
+                code in _THROTTLED
+                or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+            ):
                 raise BackendUnavailableError(f"{self._where}: {method}: {code}: {message}") from e
             if code == "ResourceNotFoundException":
                 raise BackendError(
@@ -796,7 +798,10 @@ class DynamoDbBackend:
         op = p.op
         if isinstance(op, Check):
             raw = self._api(
-                "get_item", TableName=self.table, Key=p.key, ConsistentRead=True,
+                "get_item",
+                TableName=self.table,
+                Key=p.key,
+                ConsistentRead=True,
                 ProjectionExpression="v",
             ).get("Item")
             found = 0 if raw is None else int(raw["v"]["N"])
@@ -827,7 +832,9 @@ class DynamoDbBackend:
             retried = e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
             if retried and method == "put_item" and old == p.attrs:
                 return  # our first attempt applied; its response was lost
-            raise _conflict(0, op, None if old is None else int(old["v"]["N"]), old is None) from None
+            raise _conflict(
+                0, op, None if old is None else int(old["v"]["N"]), old is None
+            ) from None
 
     def _transact(self, prepared: list[_Prepared]) -> None:
         items: list[dict[str, Any]] = []

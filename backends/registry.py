@@ -4,7 +4,7 @@
 ``memory://``                          :class:`~backends.memory.MemoryBackend` (nothing durable)
 ``sqlite:///abs/path.db``              :class:`~backends.sqlite.SqliteBackend` at an absolute path
 ``sqlite://relative.db``               ... relative to ``data_dir`` (or the working directory)
-``dynamodb://TABLE?region=..&...``     :class:`~backends.dynamodb.DynamoDbBackend` on table ``TABLE``
+``dynamodb://TABLE?region=..&...``     :class:`~backends.dynamodb.DynamoDbBackend` on ``TABLE``
                                        (options: ``region``, ``endpoint_url``, ``bucket``,
                                        ``s3_endpoint_url``; see :func:`backends.dynamodb.parse_url`)
 =====================================  ===================================================

@@ -93,6 +93,17 @@ def create_bucket(client: Any, bucket: str, region: str | None) -> bool:
     """
     from botocore.exceptions import ClientError
 
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False  # exists and we may use it (in us-east-1 CreateBucket would just say 200)
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        if code in ("403", "Forbidden"):
+            raise ProvisionError(
+                f"S3 bucket {bucket!r} exists but this account may not use it"
+            ) from e
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region and region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}

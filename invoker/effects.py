@@ -233,9 +233,7 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
                 op.completion_id,
                 None
                 if ok
-                else rec.Result(
-                    failure=rec.Failure(409, "promise was already completed")
-                ),
+                else rec.Result(failure=rec.Failure(409, "promise was already completed")),
             )
             return
         result = (

@@ -358,9 +358,18 @@ class Engine:
         return lock
 
     async def _enqueue_exclusive(
-        self, inv: rec.Invocation, ops: list[WriteOp], entries: list[Entry]
+        self,
+        inv: rec.Invocation,
+        ops: list[WriteOp],
+        entries: list[Entry],
+        *,
+        meta_version: int = 0,
     ) -> tuple[rec.Invocation, bool]:
-        """Create an exclusive invocation behind its key's lock (FIFO inbox)."""
+        """Put an exclusive invocation behind its key's lock (FIFO inbox).
+
+        ``meta_version`` 0 creates the invocation; otherwise it moves an existing (scheduled)
+        invocation of that version into the inbox.
+        """
         assert inv.key is not None
         opk = keys.obj(inv.service, inv.key)
         pk = keys.inv(inv.id)
@@ -380,17 +389,22 @@ class Engine:
                     due = None
                     extra.append(Put(opk, keys.inbox(lock.tail), inv.id.encode()))
                     lock.tail += 1
-                meta = Put(pk, keys.META, rec.encode(inv), expect=0, due_ms=due)
+                meta = Put(pk, keys.META, rec.encode(inv), expect=meta_version, due_ms=due)
                 try:
                     await self.backend.write(
                         [meta, *ops, Put(opk, keys.LOCK, rec.encode(lock), expect=version), *extra]
                     )
                 except ConflictError as exc:
+                    if meta_version:
+                        current = await self.backend.get(pk, keys.META)
+                        if current is None or current.version != meta_version:
+                            return await self._existing(inv.id), False
+                        continue
                     if exc.index == 0 or await self.backend.get(pk, keys.META) is not None:
                         return await self._existing(inv.id), False
                     continue
                 if claimed:
-                    self.dispatch(inv.id, _Claimed(inv, 1, entries))
+                    self.dispatch(inv.id, _Claimed(inv, meta_version + 1, entries))
                 elif inv.status == rec.Status.READY:
                     self.dispatch(inv.id)
                 elif lock.holder is None:
@@ -532,6 +546,10 @@ class Engine:
         if status in (rec.Status.INBOXED, rec.Status.PAUSED):
             return None
         if status == rec.Status.SCHEDULED and (inv.scheduled_ms or 0) > now:
+            return None
+        if status == rec.Status.SCHEDULED and inv.handler_kind == "exclusive" and inv.key:
+            # A delayed call to an exclusive handler: now it queues for the key's lock.
+            await self._enqueue_exclusive(inv, [], loaded.entries, meta_version=loaded.version)
             return None
         if status == rec.Status.BACKING_OFF and (inv.next_retry_ms or 0) > now:
             return None

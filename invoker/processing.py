@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 from invoker import records as rec
 from invoker.ids import child_invocation_id, idempotent_invocation_id
 from restate_lambda.protocol.messages import MessageType as T
+from restate_lambda.protocol.errors import ProtocolError
 from restate_lambda.protocol.messages import parse
 
 #: Entries are stored as (message type, exact payload bytes).
@@ -169,7 +170,7 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
             raise ProtocolViolation(f"message 0x{ty:04x} after the attempt's terminal message")
         try:
             msg = parse(ty, payload)
-        except (DecodeError, ValueError, KeyError) as exc:
+        except (DecodeError, ProtocolError, ValueError, KeyError) as exc:
             raise ProtocolViolation(f"cannot decode message 0x{ty:04x}: {exc}") from exc
         if 0x0400 <= ty <= 0x7FFF or ty >= 0xFC00:
             if ty == T.INPUT_COMMAND:

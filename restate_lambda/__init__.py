@@ -7,9 +7,10 @@ Written for restate-sdk's API: ``import restate_lambda as restate`` runs a modul
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from restate_lambda.combinators import as_completed, gather, select, wait_completed
     from restate_lambda.context import (
         Context,

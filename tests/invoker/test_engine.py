@@ -203,3 +203,19 @@ class TestAwakeablesAndWorkflows:
         out = await env.ingress.get(f"/restate/invocation/{inv_id}/output")
         assert 409 == out.status_code
         assert 1 == sdk_app.calls["compensated"]
+
+
+class TestDelayedExclusive:
+    async def test_delayed_send_to_object_waits_for_lock(self, env: TestEnvironment) -> None:
+        """A delayed call to an exclusive handler queues behind the key's lock when it is due."""
+        await post(env, "/Counter/d/slow_add/send", 10)
+        await env.settle()
+        r = await env.ingress.post("/Counter/d/add/send?delay=2s", content=b"1", headers=JSON)
+        inv_id = r.json()["invocationId"]
+        await env.advance(timedelta(seconds=3))
+        assert 0 == (await post(env, "/Counter/d/get")).json()  # still behind slow_add
+        row = await env.engine.describe_invocation(inv_id)
+        assert "pending" == row["status"]
+        await env.advance(timedelta(seconds=3))
+        assert 11 == (await post(env, "/Counter/d/get")).json()
+        assert 11 == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).json()

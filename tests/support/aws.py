@@ -93,7 +93,10 @@ class _Servers:
 
                 ddb, s3 = make_clients(
                     DynamoDbSettings(
-                        "unused", REGION, endpoint, TEST_BUCKET if service == "s3" else None,
+                        "unused",
+                        REGION,
+                        endpoint,
+                        TEST_BUCKET if service == "s3" else None,
                         endpoint if service == "s3" else None,
                     ),
                     max_pool_connections=64,
