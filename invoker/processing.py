@@ -12,8 +12,8 @@ from google.protobuf.message import DecodeError
 
 from invoker import records as rec
 from invoker.ids import child_invocation_id, idempotent_invocation_id
-from restate_lambda.protocol.messages import MessageType as T
 from restate_lambda.protocol.errors import ProtocolError
+from restate_lambda.protocol.messages import MessageType as T
 from restate_lambda.protocol.messages import parse
 
 #: Entries are stored as (message type, exact payload bytes).
