@@ -118,6 +118,12 @@ class SqliteBackend:
             the write fails with :class:`~backends.api.BackendUnavailableError`.
         synchronous: ``"NORMAL"`` (survives process crashes) or ``"FULL"`` (also OS crashes).
         max_group_ops: most operations the writer puts into one group commit.
+        writer: ``"inline"`` (the default) commits on the event loop's thread: every
+            ``write()`` issued in one loop iteration joins one group commit, run by a callback
+            scheduled with ``call_soon``; a small WAL commit without fsync costs ~40 us, far
+            less than the ~130 us hop to a thread and back. ``"thread"`` commits on a
+            dedicated writer thread instead (for workloads whose commits must not hold up the
+            loop, e.g. when other processes contend for the file's write lock).
     """
 
     max_value_bytes: int = 64 * 1024 * 1024
@@ -131,6 +137,7 @@ class SqliteBackend:
         busy_timeout_ms: int = 30_000,
         synchronous: str = "NORMAL",
         max_group_ops: int = 20_000,
+        writer: str = "inline",
     ) -> None:
         """Open (creating or migrating) the database and start the writer and reader threads."""
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
@@ -148,11 +155,22 @@ class SqliteBackend:
 
         _migrate(self._connect())
 
+        if writer not in ("inline", "thread"):
+            raise ValueError(f"writer must be 'inline' or 'thread', not {writer!r}")
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._writer_main, args=(self._connect(),), name="sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        self._inline_conn: sqlite3.Connection | None = None
+        self._pending: list[_Request] = []
+        if writer == "thread":
+            self._writer = threading.Thread(
+                target=self._writer_main,
+                args=(self._connect(),),
+                name="sqlite-writer",
+                daemon=True,
+            )
+            self._writer.start()
+        else:
+            self._inline_conn = self._connect()
         # Every reader connection ever opened, to close them all in close().
         self._reader_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -287,8 +305,39 @@ class SqliteBackend:
             raise RuntimeError("SqliteBackend is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Request(ops, loop, future))
+        if self._inline_conn is None:
+            self._queue.put(_Request(ops, loop, future))
+        else:
+            if not self._pending:
+                loop.call_soon(self._flush_inline)
+            self._pending.append(_Request(ops, loop, future))
         await future
+
+    def _flush_inline(self) -> None:
+        """Commit every write queued in this loop iteration as one group (inline writer)."""
+        conn = self._inline_conn
+        while self._pending:
+            group: list[_Request] = []
+            n_ops = 0
+            for request in self._pending:
+                if group and n_ops + len(request.ops) > self._max_group_ops:
+                    break
+                group.append(request)
+                n_ops += len(request.ops)
+            del self._pending[: len(group)]
+            if conn is None:
+                outcomes: list[BaseException | None] = [
+                    RuntimeError("SqliteBackend is closed")
+                ] * len(group)
+            else:
+                outcomes = self._commit_group(conn, group)
+            for request, outcome in zip(group, outcomes, strict=True):
+                if request.future.done():
+                    continue
+                if outcome is None:
+                    request.future.set_result(None)
+                else:
+                    request.future.set_exception(outcome)
 
     def _writer_main(self, conn: sqlite3.Connection) -> None:
         try:
@@ -368,8 +417,15 @@ class SqliteBackend:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._writer.join)
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+        else:
+            if self._pending:
+                self._flush_inline()
+            if self._inline_conn is not None:
+                self._inline_conn.close()
+                self._inline_conn = None
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, True)
         with self._conns_lock:

@@ -40,7 +40,7 @@ async def _sqlite(tmp_path: Path) -> AsyncIterator[Backend]:
 
 @asynccontextmanager
 async def _sqlite_reader_threads(tmp_path: Path) -> AsyncIterator[Backend]:
-    backend = SqliteBackend(tmp_path / "store.db", readers=2)
+    backend = SqliteBackend(tmp_path / "store.db", readers=2, writer="thread")
     try:
         yield backend
     finally:
@@ -51,7 +51,8 @@ async def _sqlite_reader_threads(tmp_path: Path) -> AsyncIterator[Backend]:
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
-    "sqlite-reader-threads": _sqlite_reader_threads,  # reads on a thread pool, not inline
+    # reads on a thread pool and commits on a writer thread, not on the event loop
+    "sqlite-reader-threads": _sqlite_reader_threads,
 }
 # "dynamodb" (DynamoDB Local) and "dynamodb-s3" (values > 4 bytes offloaded to moto S3); they
 # start their servers on first use and skip when java/npm are missing. See tests/support/aws.py.
