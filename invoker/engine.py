@@ -19,9 +19,9 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -64,6 +64,9 @@ from restate_lambda.protocol.errors import ProtocolError
 from restate_lambda.protocol.framing import decode_all, encode_raw
 from restate_lambda.protocol.messages import MessageType as T
 from restate_lambda.protocol.messages import pb
+
+if TYPE_CHECKING:
+    from invoker.dispatch import Dispatcher
 
 log = logging.getLogger("restate_lambda.engine")
 
@@ -108,6 +111,7 @@ class Engine:
         config: EngineConfig | None = None,
         *,
         run_locally: bool = True,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -116,6 +120,13 @@ class Engine:
         self.registry = Registry(backend, clock, self.transports)
         self.node_id = "node_" + secrets.token_hex(6)
         self.run_locally = run_locally
+        #: With ``run_locally`` False, runnable invocations and work due soon (timers, retries,
+        #: delayed starts) are handed to this dispatcher (an SQS queue on AWS) instead of being
+        #: driven by local tasks and the local timer loop.
+        self.dispatcher = dispatcher
+        #: With ``run_locally`` False, :meth:`call` still runs the invocation it waits for in
+        #: this process (an ingress Lambda answers a blocking call without a queue hop).
+        self.inline_calls = True
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._rerun: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
@@ -226,7 +237,9 @@ class Engine:
         if handler.kind == "workflow":
             inv_id = workflow_invocation_id(svc.name, request.target.key or "")
             future = self._register_waiter(inv_id)
-            inv, created = await self._submit(request, svc, handler, inv_id=inv_id)
+            inv, created = await self._submit(
+                request, svc, handler, inv_id=inv_id, run_here=self.inline_calls
+            )
             if not created:
                 self._drop_waiter(inv_id, future)
                 raise ConflictingRequestError("the workflow method was already invoked")
@@ -237,7 +250,9 @@ class Engine:
             else new_invocation_id()
         )
         future = self._register_waiter(inv_id)
-        inv, created = await self._submit(request, svc, handler, inv_id=inv_id)
+        inv, created = await self._submit(
+            request, svc, handler, inv_id=inv_id, run_here=self.inline_calls
+        )
         if inv.status == rec.Status.COMPLETED:
             self._drop_waiter(inv_id, future)
             return self._outcome(inv)
@@ -269,6 +284,7 @@ class Engine:
         caller: rec.CallerRef | None = None,
         parent_id: str | None = None,
         scheduled_ms: int | None = None,
+        run_here: bool = False,
     ) -> tuple[rec.Invocation, bool]:
         if len(request.body) > self.config.max_body_bytes:
             raise PayloadTooLargeError(
@@ -319,9 +335,9 @@ class Engine:
             inv.status = rec.Status.SCHEDULED
             due: int | None = scheduled_ms
         elif exclusive:
-            return await self._enqueue_exclusive(inv, ops, entries)
+            return await self._enqueue_exclusive(inv, ops, entries, run_here=run_here)
         else:
-            inv.status, due, claimed = self._initial_run_status(inv, now)
+            inv.status, due, claimed = self._initial_run_status(inv, now, run_here)
         meta = Put(pk, keys.META, rec.encode(inv), expect=0, due_ms=due)
         try:
             await self.backend.write([meta, *ops])
@@ -331,13 +347,15 @@ class Engine:
             self.dispatch(inv_id, _Claimed(inv, 1, entries))
         elif inv.status == rec.Status.READY:
             self.dispatch(inv_id)
-        else:
-            self._kick.set()
+        elif due is not None:
+            self._due_at(inv_id, due)
         return inv, True
 
-    def _initial_run_status(self, inv: rec.Invocation, now: int) -> tuple[rec.Status, int, bool]:
+    def _initial_run_status(
+        self, inv: rec.Invocation, now: int, run_here: bool = False
+    ) -> tuple[rec.Status, int, bool]:
         """Claim at creation when this engine will run the invocation itself (saves a write)."""
-        if self.run_locally:
+        if self.run_locally or run_here:
             inv.lease_owner = self.node_id
             inv.lease_until_ms = now + self.config.lease_ms
             inv.attempts = 1
@@ -364,6 +382,7 @@ class Engine:
         entries: list[Entry],
         *,
         meta_version: int = 0,
+        run_here: bool = False,
     ) -> tuple[rec.Invocation, bool]:
         """Put an exclusive invocation behind its key's lock (FIFO inbox).
 
@@ -383,7 +402,7 @@ class Engine:
                 claimed = False
                 if lock.holder is None and lock.head == lock.tail:
                     lock.holder = inv.id
-                    inv.status, due, claimed = self._initial_run_status(inv, now)
+                    inv.status, due, claimed = self._initial_run_status(inv, now, run_here)
                 else:
                     inv.status = rec.Status.INBOXED
                     due = None
@@ -504,17 +523,72 @@ class Engine:
 
     # ------------------------------------------------------------------ driving
     def dispatch(self, inv_id: str, claimed: _Claimed | None = None) -> None:
-        """Make sure this engine drives ``inv_id`` soon (no-op duplicates are fine)."""
+        """Make sure ``inv_id`` is driven soon (no-op duplicates are fine).
+
+        Locally by a task of this engine; or, with ``run_locally`` False and a
+        :attr:`dispatcher`, by whichever process receives the dispatcher's message (an invocation
+        this engine already drives or has claimed stays here).
+        """
         if self._closed:
             return
         if inv_id in self._drivers:
             self._rerun.add(inv_id)
             return
-        task = asyncio.ensure_future(self._drive(inv_id, claimed))
+        if claimed is None and not self.run_locally and self.dispatcher is not None:
+            self._spawn(self.dispatcher.dispatch(inv_id))
+            return
+        self._start_driver(inv_id, self._drive(inv_id, claimed))
+
+    def _start_driver(self, inv_id: str, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._drivers[inv_id] = task
         task.add_done_callback(lambda _t: self._drivers.pop(inv_id, None))
+        return task
 
-    async def _drive(self, inv_id: str, claimed: _Claimed | None) -> None:
+    async def drive(self, inv_id: str, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Drive ``inv_id`` in this process until it completes, suspends, backs off or turns out
+        to be held by another engine (a Lambda worker's unit of work).
+
+        ``before`` runs first, while ``inv_id`` already counts as driven here, so wake-ups it
+        causes (e.g. firing the invocation's due timers) continue here instead of being
+        dispatched elsewhere. Errors that stopped the driving (storage unavailable, ...) are
+        raised, so that the caller can ask for a redelivery. Outgoing dispatches and effects may
+        still be in flight when this returns: see :meth:`drain`.
+        """
+        task = self._drivers.get(inv_id)
+        if task is not None:
+            self._rerun.add(inv_id)
+            await asyncio.shield(task)
+            return
+
+        async def run() -> None:
+            if before is not None:
+                await before()
+            await self._drive(inv_id, None, reraise=True)
+
+        await asyncio.shield(self._start_driver(inv_id, run()))
+
+    async def drain(self) -> None:
+        """Wait until nothing is driven and no background work (effects, dispatcher messages)
+        is pending: what a Lambda entry point awaits before returning (the sandbox freezes)."""
+        while True:
+            tasks = [*self._drivers.values(), *self._background]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    def _due_at(self, inv_id: str, due_ms: int) -> None:
+        """Something of ``inv_id`` (timer, retry backoff, delayed start) is due at ``due_ms``.
+
+        Wakes the local timer loop; with a :attr:`dispatcher` (and ``run_locally`` False) also
+        asks it to deliver a wake-up at that time (SQS delay for anything within 15 minutes;
+        the scheduled sweeper covers the rest).
+        """
+        self._kick.set()
+        if self.dispatcher is not None and not self.run_locally and not self._closed:
+            self._spawn(self.dispatcher.schedule(inv_id, due_ms))
+
+    async def _drive(self, inv_id: str, claimed: _Claimed | None, reraise: bool = False) -> None:
         try:
             while True:
                 self._rerun.discard(inv_id)
@@ -522,13 +596,24 @@ class Engine:
                 claimed = None
                 if st is not None:
                     async with self._attempt_slots:
-                        await self._run(st)
+                        try:
+                            await self._run(st)
+                        except Exception as exc:
+                            # A bug or a storage outage: fail the attempt so it is retried with
+                            # backoff instead of waiting for the lease to expire.
+                            log.exception("attempt of %s failed unexpectedly", inv_id)
+                            with contextlib.suppress(Exception):
+                                await self._fail_attempt(
+                                    st, AttemptError(500, f"internal error: {exc!r}"), None
+                                )
                 if inv_id not in self._rerun:
                     return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("driving invocation %s failed; the sweeper will retry it", inv_id)
+            if reraise:
+                raise
 
     async def _claim(self, inv_id: str) -> _Claimed | None:
         """Lease a runnable invocation, moving pending notifications into its journal."""
@@ -673,12 +758,22 @@ class Engine:
                 if h.inactivity_timeout_ms is not None and h.abort_timeout_ms is not None:
                     timeout = (h.inactivity_timeout_ms + h.abort_timeout_ms) / 1000
             exchange = Exchange(
-                "POST", f"/invoke/{inv.service}/{inv.handler}", headers, body, timeout_s=timeout
+                "POST",
+                f"/invoke/{inv.service}/{inv.handler}",
+                headers,
+                body,
+                timeout_s=timeout,
+                assume_role_arn=dep.assume_role_arn,
+                compression=dep.lambda_compression,
             )
             try:
                 reply = await self.transports.for_address(address).exchange(address, exchange)
             except TransportError as exc:
-                await self._fail_attempt(st, AttemptError(503, str(exc)), None)
+                if exc.terminal:  # e.g. over Lambda's payload limit: retrying cannot help
+                    log.warning("invocation %s failed terminally: %s", inv.id, exc)
+                    await self._complete_with_failure(st, rec.Failure(exc.code, str(exc)), [])
+                else:
+                    await self._fail_attempt(st, AttemptError(exc.code, str(exc)), None)
                 return
             frames_or_error = self._reply_frames(inv, reply.status, reply.headers, reply.body)
             if isinstance(frames_or_error, AttemptError):
@@ -867,7 +962,7 @@ class Engine:
         st.version += 1
         st.entries.extend(p.entries)
         if p.timers:
-            self._kick.set()
+            self._due_at(inv.id, min(wake for _cid, wake in p.timers))
         await self._apply_outbox(inv.id, effects, outbox_keys)
         if completed:
             await self._on_completed(inv)
@@ -947,7 +1042,10 @@ class Engine:
             self._rerun.add(inv.id)
             return False
         st.version += 1
-        self._kick.set()
+        if due is not None:
+            self._due_at(inv.id, due)
+        else:
+            self._kick.set()
         return True
 
     def _retry_policy(self, inv: rec.Invocation) -> RetryPolicy:

@@ -88,12 +88,16 @@ class Registry:
 
     # --- registration ------------------------------------------------------------------
     async def discover(
-        self, address: str, headers: dict[str, str]
+        self, address: str, headers: dict[str, str], assume_role_arn: str | None = None
     ) -> tuple[dict[str, Any], str | None]:
         """Fetch and decode the manifest of the endpoint at ``address``."""
         transport = self._transports.for_address(address)
         request = Exchange(
-            "GET", "/discover", {**headers, "accept": _ACCEPT_MANIFEST}, timeout_s=30.0
+            "GET",
+            "/discover",
+            {**headers, "accept": _ACCEPT_MANIFEST},
+            timeout_s=30.0,
+            assume_role_arn=assume_role_arn,
         )
         try:
             reply = await transport.exchange(address, request)
@@ -123,7 +127,7 @@ class Registry:
     ) -> tuple[DeploymentInfo, bool]:
         """Discover ``address`` and store it as a deployment; return it and whether it is new."""
         await self.load()
-        manifest, sdk = await self.discover(address, additional_headers)
+        manifest, sdk = await self.discover(address, additional_headers, assume_role_arn)
         lo = int(manifest.get("minProtocolVersion", 0) or 0)
         hi = int(manifest.get("maxProtocolVersion", 0) or 0)
         if hi < MIN_PROTOCOL or lo > MAX_PROTOCOL:

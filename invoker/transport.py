@@ -24,7 +24,14 @@ AsgiApp = Callable[
 
 
 class TransportError(Exception):
-    """The deployment could not be reached or broke the exchange (retryable)."""
+    """The deployment could not be reached or broke the exchange (retryable).
+
+    A subclass with ``terminal = True`` (e.g. a request Lambda can never accept) fails the
+    invocation with ``code`` instead of retrying it.
+    """
+
+    terminal: bool = False
+    code: int = 503
 
 
 @dataclass(slots=True)
@@ -36,6 +43,10 @@ class Exchange:
     headers: dict[str, str]
     body: bytes = b""
     timeout_s: float = 60.0
+    #: Lambda deployments only: the IAM role to assume for ``Invoke`` (cross-account).
+    assume_role_arn: str | None = None
+    #: Request compression the deployment accepts (``"zstd"``, from its manifest), or None.
+    compression: str | None = None
 
 
 @dataclass(slots=True)
@@ -155,10 +166,16 @@ class AsgiTransport:
 class Transports:
     """Picks the transport for a deployment address by its scheme."""
 
-    def __init__(self, http: Transport | None = None, asgi: AsgiTransport | None = None) -> None:
+    def __init__(
+        self,
+        http: Transport | None = None,
+        asgi: AsgiTransport | None = None,
+        lambda_: Transport | None = None,
+    ) -> None:
         self.http: Transport = http or HttpTransport()
         self.asgi = asgi or AsgiTransport()
-        self.lambda_: Transport | None = None
+        #: Created on first use of an ``arn:`` address (boto3 is imported only then).
+        self.lambda_: Transport | None = lambda_
 
     def for_address(self, address: str) -> Transport:
         """The transport that reaches ``address``."""
@@ -166,7 +183,9 @@ class Transports:
             return self.asgi
         if address.startswith("arn:"):
             if self.lambda_ is None:
-                raise TransportError("Lambda deployments need the AWS extra (boto3)")
+                from invoker.lambda_transport import LambdaTransport
+
+                self.lambda_ = LambdaTransport()
             return self.lambda_
         return self.http
 

@@ -110,6 +110,14 @@ async def cancellable(ctx: restate.Context) -> str:
     return "slept"
 
 
+@steps.handler()
+async def idem_caller(ctx: restate.Context, key: str) -> list[int]:
+    first = await ctx.object_call(add, key=key, arg=5, idempotency_key="same")
+    second = await ctx.object_call(add, key=key, arg=5, idempotency_key="same")
+    third = await ctx.object_call(add, key=key, arg=5)
+    return [first, second, third]
+
+
 awaiter = restate.VirtualObject("Awaiter")
 
 

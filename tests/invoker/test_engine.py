@@ -219,3 +219,40 @@ class TestDelayedExclusive:
         await env.advance(timedelta(seconds=3))
         assert 11 == (await post(env, "/Counter/d/get")).json()
         assert 11 == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).json()
+
+
+class TestRetention:
+    async def test_completed_invocations_are_purged_after_retention(
+        self, env: TestEnvironment
+    ) -> None:
+        """After the retention (1 day by default) the result is gone and the key is free."""
+        a = await post(env, "/Counter/ret/add", 1, **{"idempotency-key": "r1"})
+        inv_id = a.headers["x-restate-id"]
+        assert 200 == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).status_code
+        await env.advance(timedelta(hours=23))
+        assert 200 == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).status_code
+        await env.advance(timedelta(hours=2))
+        assert 404 == (await env.ingress.get(f"/restate/invocation/{inv_id}/output")).status_code
+        b = await post(env, "/Counter/ret/add", 1, **{"idempotency-key": "r1"})
+        assert inv_id == b.headers["x-restate-id"]
+        assert 2 == b.json()  # ran again: the key was released with the record
+
+    async def test_workflow_state_cleared_after_retention(self, env: TestEnvironment) -> None:
+        """A finished workflow keeps its state and promises for the retention, then loses them."""
+        await post(env, "/Signup/wr/signup_run/send", "x@y.z")
+        await env.settle()
+        await post(env, "/Signup/wr/verify", "9")
+        await env.settle()
+        assert {"email": b'"x@y.z"'} == await env.engine.get_state("Signup", "wr")
+        await env.advance(timedelta(hours=25))
+        assert {} == await env.engine.get_state("Signup", "wr")
+        again = await post(env, "/Signup/wr/signup_run/send", "new@y.z")
+        assert "Accepted" == again.json()["status"]
+
+
+class TestIdempotentCalls:
+    async def test_call_with_idempotency_key_runs_once(self, env: TestEnvironment) -> None:
+        """Two calls from a handler with the same idempotency key execute once."""
+        r = await post(env, "/Steps/idem_caller", "ik")
+        assert [5, 5, 10] == r.json()
+        assert 10 == (await post(env, "/Counter/ik/get")).json()
