@@ -20,6 +20,10 @@ def _book(what: str, fail_at: str | None) -> str:
     return f"{what}-booking"
 
 
+def _cancel(what: str) -> str:
+    return f"{what}-cancelled"
+
+
 @trip.handler()
 async def book(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     """Book every leg or none (compensating the booked ones, newest first)."""
@@ -29,11 +33,13 @@ async def book(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     try:
         for leg in ("flight", "hotel", "car"):
             compensations.append(leg)
-            done.append(await ctx.run_typed(f"book {leg}", _book, restate.RunOptions(), leg, fail_at))
+            done.append(
+                await ctx.run_typed(f"book {leg}", _book, restate.RunOptions(), leg, fail_at)
+            )
     except TerminalError as e:
         undone = []
         for leg in reversed(compensations):
-            undone.append(await ctx.run_typed(f"cancel {leg}", lambda leg=leg: f"{leg}-cancelled"))
+            undone.append(await ctx.run_typed(f"cancel {leg}", _cancel, restate.RunOptions(), leg))
         raise TerminalError(f"{e.message}; compensated: {', '.join(undone)}", 409) from e
     return {"trip": req.get("trip"), "bookings": done}
 

@@ -47,21 +47,76 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "service": ("Service", "VirtualObject", "Workflow"),
-    "context": ("Context", "ObjectContext", "ObjectSharedContext", "Request", "WorkflowContext",
-                "WorkflowSharedContext"),
-    "errors": ("RetryableError", "SdkInternalBaseException", "TerminalError",
-               "is_internal_exception"),
-    "futures": ("DurablePromise", "RestateDurableCallFuture", "RestateDurableFuture",
-                "RestateDurableSleepFuture", "SendHandle"),
+    "context": (
+        "Context",
+        "ObjectContext",
+        "ObjectSharedContext",
+        "Request",
+        "WorkflowContext",
+        "WorkflowSharedContext",
+    ),
+    "errors": (
+        "RetryableError",
+        "SdkInternalBaseException",
+        "TerminalError",
+        "is_internal_exception",
+    ),
+    "futures": (
+        "DurablePromise",
+        "RestateDurableCallFuture",
+        "RestateDurableFuture",
+        "RestateDurableSleepFuture",
+        "SendHandle",
+    ),
     "options": ("InvocationRetryPolicy", "RunOptions"),
-    "serde": ("BytesSerde", "DefaultSerde", "JsonSerde", "MsgspecJsonSerde",
-              "PydanticJsonSerde", "Serde"),
+    "serde": (
+        "BytesSerde",
+        "DefaultSerde",
+        "JsonSerde",
+        "MsgspecJsonSerde",
+        "PydanticJsonSerde",
+        "Serde",
+    ),
     "combinators": ("as_completed", "gather", "select", "wait_completed"),
     "endpoint": ("Endpoint",),
 }
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_MODULE_OF, "app", "getLogger"])
+__all__ = [
+    "BytesSerde",
+    "Context",
+    "DefaultSerde",
+    "DurablePromise",
+    "Endpoint",
+    "InvocationRetryPolicy",
+    "JsonSerde",
+    "MsgspecJsonSerde",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "PydanticJsonSerde",
+    "Request",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "RetryableError",
+    "RunOptions",
+    "SdkInternalBaseException",
+    "SendHandle",
+    "Serde",
+    "Service",
+    "TerminalError",
+    "VirtualObject",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+    "app",
+    "as_completed",
+    "gather",
+    "getLogger",
+    "is_internal_exception",
+    "select",
+    "wait_completed",
+]
 
 
 def app(
@@ -92,7 +147,7 @@ def app(
     return endpoint.app()
 
 
-def getLogger(name: str | None = None) -> Any:  # noqa: N802 - restate-sdk's name
+def getLogger(name: str | None = None) -> Any:
     """A standard logger (restate-sdk compatibility)."""
     import logging
 

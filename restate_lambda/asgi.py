@@ -27,8 +27,13 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 async def _send_reply(send: Send, reply: Reply) -> None:
     status, headers, body = reply
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.encode(), v.encode()) for k, v in headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -70,12 +75,19 @@ class AsgiApp:
         body = await _read_body(receive)
         if body is None:
             return
-        reply = await request_response(self.endpoint, scope.get("method", "POST"), scope["path"],
-                                       _headers(scope), body, bidi_capable=http2)
+        reply = await request_response(
+            self.endpoint,
+            scope.get("method", "POST"),
+            scope["path"],
+            _headers(scope),
+            body,
+            bidi_capable=http2,
+        )
         await _send_reply(send, reply)
 
-    async def _bidi(self, scope: Scope, receive: Receive, send: Send, service: str | None,
-                    handler: str | None) -> None:
+    async def _bidi(
+        self, scope: Scope, receive: Receive, send: Send, service: str | None, handler: str | None
+    ) -> None:
         from restate_lambda.clock import SystemClock
         from restate_lambda.endpoint import text_reply
         from restate_lambda.invocation import Attempt
@@ -98,8 +110,13 @@ class AsgiApp:
             await _send_reply(send, error)
             return
         assert h is not None
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(k.encode(), v.encode()) for k, v in invocation_headers(version)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode(), v.encode()) for k, v in invocation_headers(version)],
+            }
+        )
 
         async def sink(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -129,7 +146,7 @@ class AsgiApp:
         if reader is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 reader.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -28,7 +28,11 @@ class Failure:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Failure):
             return NotImplemented
-        return (self.code, self.message, self.metadata) == (other.code, other.message, other.metadata)
+        return (self.code, self.message, self.metadata) == (
+            other.code,
+            other.message,
+            other.metadata,
+        )
 
     def __hash__(self) -> int:
         return hash((self.code, self.message))

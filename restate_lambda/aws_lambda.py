@@ -38,7 +38,7 @@ def _zstd() -> Any:
     try:
         import compression.zstd as zstd  # type: ignore[import-not-found]
     except ImportError:
-        import backports.zstd as zstd  # type: ignore[import-not-found,no-redef]
+        import backports.zstd as zstd  # type: ignore[import-not-found]
     return zstd
 
 

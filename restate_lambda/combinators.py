@@ -50,7 +50,9 @@ async def wait_completed(
     return done, [f for f in items if f not in done]
 
 
-async def as_completed(*futures: RestateDurableFuture[Any]) -> AsyncIterator[RestateDurableFuture[Any]]:
+async def as_completed(
+    *futures: RestateDurableFuture[Any],
+) -> AsyncIterator[RestateDurableFuture[Any]]:
     """Yield the futures in (journaled) completion order."""
     remaining = list(futures)
     while remaining:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from restate_lambda.awaitables import Failure
 from restate_lambda.futures import (
@@ -17,7 +18,7 @@ from restate_lambda.futures import (
     SendHandle,
 )
 from restate_lambda.handler import core_type, handler_from_callable
-from restate_lambda.options import RunOptions, millis
+from restate_lambda.options import RunOptions
 from restate_lambda.serde import BytesSerde, DefaultSerde, Serde
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from restate_lambda.invocation import Attempt
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
 
 
@@ -111,12 +113,43 @@ class Context:
         from restate_lambda.clock import SystemClock
 
         clock = SystemClock()
-        return self.run_typed("timestamp", lambda: clock.now_ms() / 1000, RunOptions(type_hint=float))
+        return self.run_typed(
+            "timestamp", lambda: clock.now_ms() / 1000, RunOptions(type_hint=float)
+        )
 
     # -- runs -----------------------------------------------------------------------------
 
-    def run_typed(self, name: str, action: Any, options: RunOptions[Any] = _DEFAULT_RUN_OPTIONS,
-                  /, *args: Any, **kwargs: Any) -> RestateDurableFuture[Any]:
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, Coroutine[Any, Any, T]],
+        options: RunOptions[Any] = ...,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> RestateDurableFuture[T]: ...
+
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, T],
+        options: RunOptions[Any] = ...,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> RestateDurableFuture[T]: ...
+
+    def run_typed(
+        self,
+        name: str,
+        action: Any,
+        options: RunOptions[Any] = _DEFAULT_RUN_OPTIONS,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> RestateDurableFuture[Any]:
         """Run ``action(*args, **kwargs)`` once and journal its result (sync: in a thread)."""
         serde = options.serde
         if isinstance(serde, DefaultSerde):
@@ -130,12 +163,23 @@ class Context:
             self._attempt.register_run(handle, fn, serde, options)
         return RestateDurableFuture(self._attempt, handle, serde)
 
-    def run(self, name: str, action: Any, serde: Serde[Any] = _JSON, max_attempts: int | None = None,
-            max_retry_duration: timedelta | None = None, type_hint: Any = None,
-            args: tuple[Any, ...] | None = None) -> RestateDurableFuture[Any]:
+    def run(
+        self,
+        name: str,
+        action: Any,
+        serde: Serde[Any] = _JSON,
+        max_attempts: int | None = None,
+        max_retry_duration: timedelta | None = None,
+        type_hint: Any = None,
+        args: tuple[Any, ...] | None = None,
+    ) -> RestateDurableFuture[Any]:
         """Deprecated form of :meth:`run_typed`."""
-        opts: RunOptions[Any] = RunOptions(serde=serde, type_hint=type_hint, max_attempts=max_attempts,
-                                           max_duration=max_retry_duration)
+        opts: RunOptions[Any] = RunOptions(
+            serde=serde,
+            type_hint=type_hint,
+            max_attempts=max_attempts,
+            max_duration=max_retry_duration,
+        )
         return self.run_typed(name, action, opts, *(args or ()))
 
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
@@ -147,16 +191,42 @@ class Context:
 
     # -- calls ----------------------------------------------------------------------------
 
-    def _call(self, tpe: Any, arg: Any, key: str | None, send: bool, delay: timedelta | None,
-              idempotency_key: str | None, headers: dict[str, str] | None) -> Any:
+    def _call(
+        self,
+        tpe: Any,
+        arg: Any,
+        key: str | None,
+        send: bool,
+        delay: timedelta | None,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> Any:
         h = handler_from_callable(tpe)
         param = h.input_serde.serialize(arg)
-        return self._raw_call(h.service_tag.name, h.name, param, h.output_serde, key, send, delay,
-                              idempotency_key, headers)
+        return self._raw_call(
+            h.service_tag.name,
+            h.name,
+            param,
+            h.output_serde,
+            key,
+            send,
+            delay,
+            idempotency_key,
+            headers,
+        )
 
-    def _raw_call(self, service: str, handler: str, param: bytes, out: Serde[Any], key: str | None,
-                  send: bool, delay: timedelta | None, idempotency_key: str | None,
-                  headers: dict[str, str] | None) -> Any:
+    def _raw_call(
+        self,
+        service: str,
+        handler: str,
+        param: bytes,
+        out: Serde[Any],
+        key: str | None,
+        send: bool,
+        delay: timedelta | None,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> Any:
         hdrs = list(headers.items()) if headers else None
         if send or delay:
             invoke_time = 0
@@ -169,59 +239,127 @@ class Context:
         id_h, res_h = self._m.call(service, handler, param, key or "", idempotency_key, hdrs)
         return RestateDurableCallFuture(self._attempt, res_h, id_h, out)
 
-    def service_call(self, tpe: Any, arg: Any, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> RestateDurableCallFuture[Any]:
+    def service_call(
+        self,
+        tpe: Any,
+        arg: Any,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[Any]:
         """Call a service handler (request-response)."""
         return self._call(tpe, arg, None, False, None, idempotency_key, headers)  # type: ignore[no-any-return]
 
-    def object_call(self, tpe: Any, key: str, arg: Any, idempotency_key: str | None = None,
-                    headers: dict[str, str] | None = None) -> RestateDurableCallFuture[Any]:
+    def object_call(
+        self,
+        tpe: Any,
+        key: str,
+        arg: Any,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[Any]:
         """Call a virtual object handler."""
         return self._call(tpe, arg, key, False, None, idempotency_key, headers)  # type: ignore[no-any-return]
 
-    def workflow_call(self, tpe: Any, key: str, arg: Any, idempotency_key: str | None = None,
-                      headers: dict[str, str] | None = None) -> RestateDurableCallFuture[Any]:
+    def workflow_call(
+        self,
+        tpe: Any,
+        key: str,
+        arg: Any,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[Any]:
         """Call a workflow handler."""
         return self.object_call(tpe, key, arg, idempotency_key, headers)
 
-    def service_send(self, tpe: Any, arg: Any, send_delay: timedelta | None = None,
-                     idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> SendHandle:
+    def service_send(
+        self,
+        tpe: Any,
+        arg: Any,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
         """Send a one-way message (optionally delayed) to a service."""
         return self._call(tpe, arg, None, True, send_delay, idempotency_key, headers)  # type: ignore[no-any-return]
 
-    def object_send(self, tpe: Any, key: str, arg: Any, send_delay: timedelta | None = None,
-                    idempotency_key: str | None = None,
-                    headers: dict[str, str] | None = None) -> SendHandle:
+    def object_send(
+        self,
+        tpe: Any,
+        key: str,
+        arg: Any,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
         """Send a one-way message to a virtual object."""
         return self._call(tpe, arg, key, True, send_delay, idempotency_key, headers)  # type: ignore[no-any-return]
 
-    def workflow_send(self, tpe: Any, key: str, arg: Any, send_delay: timedelta | None = None,
-                      idempotency_key: str | None = None,
-                      headers: dict[str, str] | None = None) -> SendHandle:
+    def workflow_send(
+        self,
+        tpe: Any,
+        key: str,
+        arg: Any,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
         """Send a one-way message to a workflow."""
         return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers)
 
-    def generic_call(self, service: str, handler: str, arg: bytes, key: str | None = None,
-                     idempotency_key: str | None = None, headers: dict[str, str] | None = None,
-                     scope: str | None = None,
-                     limit_key: str | None = None) -> RestateDurableCallFuture[bytes]:
+    def generic_call(
+        self,
+        service: str,
+        handler: str,
+        arg: bytes,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
+    ) -> RestateDurableCallFuture[bytes]:
         """Call ``service/handler`` with raw bytes."""
-        return self._raw_call(service, handler, arg, BytesSerde(), key, False, None,  # type: ignore[no-any-return]
-                              idempotency_key, headers)
+        return self._raw_call(  # type: ignore[no-any-return]
+            service,
+            handler,
+            arg,
+            BytesSerde(),
+            key,
+            False,
+            None,
+            idempotency_key,
+            headers,
+        )
 
-    def generic_send(self, service: str, handler: str, arg: bytes, key: str | None = None,
-                     send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None, scope: str | None = None,
-                     limit_key: str | None = None) -> SendHandle:
+    def generic_send(
+        self,
+        service: str,
+        handler: str,
+        arg: bytes,
+        key: str | None = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
+    ) -> SendHandle:
         """Send raw bytes to ``service/handler``."""
-        return self._raw_call(service, handler, arg, BytesSerde(), key, True, send_delay,  # type: ignore[no-any-return]
-                              idempotency_key, headers)
+        return self._raw_call(  # type: ignore[no-any-return]
+            service,
+            handler,
+            arg,
+            BytesSerde(),
+            key,
+            True,
+            send_delay,
+            idempotency_key,
+            headers,
+        )
 
     # -- awakeables, cancellation, attach ---------------------------------------------------
 
-    def awakeable(self, serde: Serde[Any] = _JSON,
-                  type_hint: Any = None) -> tuple[str, RestateDurableFuture[Any]]:
+    def awakeable(
+        self, serde: Serde[Any] = _JSON, type_hint: Any = None
+    ) -> tuple[str, RestateDurableFuture[Any]]:
         """A fresh awakeable: (id to hand out, future of its value)."""
         aid, h = self._m.awakeable()
         return aid, RestateDurableFuture(self._attempt, h, _default(serde, type_hint))
@@ -240,8 +378,9 @@ class Context:
             raise ValueError("invocation_id cannot be None")
         self._m.cancel_invocation(invocation_id)
 
-    def attach_invocation(self, invocation_id: str, serde: Serde[Any] = _JSON,
-                          type_hint: Any = None) -> RestateDurableFuture[Any]:
+    def attach_invocation(
+        self, invocation_id: str, serde: Serde[Any] = _JSON, type_hint: Any = None
+    ) -> RestateDurableFuture[Any]:
         """Wait for another invocation's result."""
         if invocation_id is None:
             raise ValueError("invocation_id cannot be None")
@@ -252,10 +391,36 @@ class Context:
 class ObjectSharedContext(Context):
     """Context of a shared virtual-object handler: read-only state."""
 
-    def get(self, name: str, serde: Serde[Any] = _JSON, type_hint: Any = None,
-            entry_name: str | None = None) -> RestateDurableFuture[Any]:
+    @overload
+    def get(
+        self,
+        name: str,
+        serde: Serde[Any] = ...,
+        *,
+        type_hint: type[T],
+        entry_name: str | None = None,
+    ) -> RestateDurableFuture[T | None]: ...
+
+    @overload
+    def get(
+        self,
+        name: str,
+        serde: Serde[Any] = ...,
+        type_hint: None = None,
+        entry_name: str | None = None,
+    ) -> RestateDurableFuture[Any]: ...
+
+    def get(
+        self,
+        name: str,
+        serde: Serde[Any] = _JSON,
+        type_hint: Any = None,
+        entry_name: str | None = None,
+    ) -> RestateDurableFuture[Any]:
         """The value of state ``name`` (``None`` if unset)."""
-        return RestateDurableFuture(self._attempt, self._m.get_state(name), _default(serde, type_hint))
+        return RestateDurableFuture(
+            self._attempt, self._m.get_state(name), _default(serde, type_hint)
+        )
 
     def state_keys(self, entry_name: str | None = None) -> RestateDurableFuture[list[str]]:
         """The names of all state entries."""
@@ -265,8 +430,9 @@ class ObjectSharedContext(Context):
 class ObjectContext(ObjectSharedContext):
     """Context of an exclusive virtual-object handler: read/write state."""
 
-    def set(self, name: str, value: Any, serde: Serde[Any] = _JSON,
-            entry_name: str | None = None) -> None:
+    def set(
+        self, name: str, value: Any, serde: Serde[Any] = _JSON, entry_name: str | None = None
+    ) -> None:
         """Set state ``name``."""
         s = serde if not isinstance(serde, DefaultSerde) else DefaultSerde(type(value))
         self._m.set_state(name, s.serialize(value))
@@ -281,12 +447,15 @@ class ObjectContext(ObjectSharedContext):
 
 
 class _PromiseMixin(Context):
-    def promise(self, name: str, serde: Serde[Any] = _JSON, type_hint: Any = None) -> DurablePromise[Any]:
+    def promise(
+        self, name: str, serde: Serde[Any] = _JSON, type_hint: Any = None
+    ) -> DurablePromise[Any]:
         """The workflow promise ``name``."""
         return DurablePromise(self._attempt, name, _default(serde, type_hint))
 
-    def _promise_op(self, kind: int, name: str, serde: Serde[Any] | None,
-                    result: bytes | Failure | None = None) -> RestateDurableFuture[Any]:
+    def _promise_op(
+        self, kind: int, name: str, serde: Serde[Any] | None, result: bytes | Failure | None = None
+    ) -> RestateDurableFuture[Any]:
         return RestateDurableFuture(self._attempt, self._m.promise(kind, name, result), serde)
 
 

@@ -42,20 +42,38 @@ def _handler(h: Handler) -> Any:
     from restate_lambda.protocol.manifest import InputPayload, OutputPayload
 
     o = h.options
-    inp = InputPayload() if h.void_input else InputPayload(
-        required=False, content_type=h.accept,
-        json_schema=_schema(h, h.input_type, h.optional_input, h.input_serde))
-    out = OutputPayload(set_content_type_if_empty=False) if h.void_output else OutputPayload(
-        set_content_type_if_empty=False, content_type=h.content_type,
-        json_schema=_schema(h, h.output_type, h.optional_output, h.output_serde))
+    inp = (
+        InputPayload()
+        if h.void_input
+        else InputPayload(
+            required=False,
+            content_type=h.accept,
+            json_schema=_schema(h, h.input_type, h.optional_input, h.input_serde),
+        )
+    )
+    out = (
+        OutputPayload(set_content_type_if_empty=False)
+        if h.void_output
+        else OutputPayload(
+            set_content_type_if_empty=False,
+            content_type=h.content_type,
+            json_schema=_schema(h, h.output_type, h.optional_output, h.output_serde),
+        )
+    )
     return MHandler(
-        name=h.name, ty=_HANDLER_TYPES[h.kind] if h.kind else None, input=inp, output=out,
-        documentation=h.description, metadata=o.metadata,
-        inactivity_timeout=millis(o.inactivity_timeout), abort_timeout=millis(o.abort_timeout),
+        name=h.name,
+        ty=_HANDLER_TYPES[h.kind] if h.kind else None,  # type: ignore[arg-type]
+        input=inp,
+        output=out,
+        documentation=h.description,
+        metadata=o.metadata,
+        inactivity_timeout=millis(o.inactivity_timeout),
+        abort_timeout=millis(o.abort_timeout),
         journal_retention=millis(o.journal_retention),
         idempotency_retention=millis(o.idempotency_retention),
         workflow_completion_retention=millis(o.workflow_retention),
-        enable_lazy_state=o.enable_lazy_state, ingress_private=o.ingress_private,
+        enable_lazy_state=o.enable_lazy_state,
+        ingress_private=o.ingress_private,
         **_retry(o.invocation_retry_policy),
     )
 
@@ -65,14 +83,18 @@ def _service(s: AnyService) -> Any:
 
     tag = s.service_tag
     return MService(
-        name=s.name, ty=_SERVICE_TYPES[tag.kind],  # type: ignore[arg-type]
+        name=s.name,
+        ty=_SERVICE_TYPES[tag.kind],  # type: ignore[arg-type]
         handlers=[_handler(h) for h in s.handlers.values()],
-        documentation=tag.description, metadata=tag.metadata,
-        inactivity_timeout=millis(s.inactivity_timeout), abort_timeout=millis(s.abort_timeout),
+        documentation=tag.description,
+        metadata=tag.metadata,
+        inactivity_timeout=millis(s.inactivity_timeout),
+        abort_timeout=millis(s.abort_timeout),
         journal_retention=millis(s.journal_retention),
         idempotency_retention=millis(s.idempotency_retention),
         enable_lazy_state=s.enable_lazy_state if tag.kind != "service" else None,
-        ingress_private=s.ingress_private, **_retry(s.invocation_retry_policy),
+        ingress_private=s.ingress_private,
+        **_retry(s.invocation_retry_policy),
     )
 
 
@@ -81,7 +103,8 @@ def manifest_json(endpoint: Endpoint, version: int, mode: str) -> bytes:
     from restate_lambda.protocol.manifest import EndpointManifest, encode_manifest
 
     m = EndpointManifest(
-        min_protocol_version=5, max_protocol_version=6,
+        min_protocol_version=5,
+        max_protocol_version=6,
         services=[_service(s) for s in endpoint.services.values()],
         protocol_mode=mode,  # type: ignore[arg-type]
     )

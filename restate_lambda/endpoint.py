@@ -82,7 +82,11 @@ def parse_path(path: str) -> tuple[str, str | None, str | None]:
 
 def text_reply(status: int, text: str) -> Reply:
     """A plain-text answer."""
-    return status, [("content-type", "text/plain"), ("x-restate-server", SDK_VERSION)], text.encode()
+    return (
+        status,
+        [("content-type", "text/plain"), ("x-restate-server", SDK_VERSION)],
+        text.encode(),
+    )
 
 
 def discovery_reply(endpoint: Endpoint, accept: str | None, bidi_capable: bool) -> Reply:
@@ -95,7 +99,11 @@ def discovery_reply(endpoint: Endpoint, accept: str | None, bidi_capable: bool) 
         return text_reply(415, f"unsupported discovery version(s): {accept}")
     mode = endpoint.protocol or ("bidi" if bidi_capable else "request_response")
     body = manifest_json(endpoint, version, "BIDI_STREAM" if mode == "bidi" else "REQUEST_RESPONSE")
-    return 200, [("content-type", manifest_content_type(version)), ("x-restate-server", SDK_VERSION)], body
+    return (
+        200,
+        [("content-type", manifest_content_type(version)), ("x-restate-server", SDK_VERSION)],
+        body,
+    )
 
 
 def find_handler(endpoint: Endpoint, service: str | None, handler: str | None) -> Handler | None:
@@ -104,8 +112,9 @@ def find_handler(endpoint: Endpoint, service: str | None, handler: str | None) -
     return svc.handlers.get(handler or "") if svc is not None else None
 
 
-def check_invocation(endpoint: Endpoint, headers: dict[str, str], service: str | None,
-                     handler: str | None) -> tuple[Reply | None, int, Handler | None]:
+def check_invocation(
+    endpoint: Endpoint, headers: dict[str, str], service: str | None, handler: str | None
+) -> tuple[Reply | None, int, Handler | None]:
     """Validate an invoke request: (error reply or None, protocol version, handler)."""
     from restate_lambda.protocol.version import parse_invocation_content_type
 
@@ -122,12 +131,20 @@ def check_invocation(endpoint: Endpoint, headers: dict[str, str], service: str |
 
 def invocation_headers(version: int) -> list[tuple[str, str]]:
     """Response headers of an invocation stream."""
-    return [("content-type", f"application/vnd.restate.invocation.v{version}"),
-            ("x-restate-server", SDK_VERSION)]
+    return [
+        ("content-type", f"application/vnd.restate.invocation.v{version}"),
+        ("x-restate-server", SDK_VERSION),
+    ]
 
 
-async def request_response(endpoint: Endpoint, method: str, path: str, headers: dict[str, str],
-                           body: bytes, bidi_capable: bool = False) -> Reply:
+async def request_response(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    bidi_capable: bool = False,
+) -> Reply:
     """Answer one complete request (discovery, health, or a request-response invocation)."""
     kind, service, handler = parse_path(path)
     if kind == "health":

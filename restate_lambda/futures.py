@@ -63,7 +63,9 @@ class RestateDurableCallFuture(RestateDurableFuture[T]):
 
     __slots__ = ("_id_future",)
 
-    def __init__(self, attempt: Attempt, handle: int, id_handle: int, serde: Serde[Any] | None) -> None:
+    def __init__(
+        self, attempt: Attempt, handle: int, id_handle: int, serde: Serde[Any] | None
+    ) -> None:
         super().__init__(attempt, handle, serde)
         self._id_future: RestateDurableFuture[str] = RestateDurableFuture(attempt, id_handle, None)
 
@@ -95,7 +97,7 @@ class SendHandle:
 
 
 class DurablePromise(Generic[T]):
-    """A workflow promise: ``await promise.value()``, ``peek()``, ``resolve(v)``, ``reject(msg)``."""
+    """A workflow promise: ``await p.value()``, ``peek()``, ``resolve(v)``, ``reject(msg)``."""
 
     def __init__(self, attempt: Attempt, name: str, serde: Serde[Any]) -> None:
         self._attempt = attempt
@@ -104,20 +106,21 @@ class DurablePromise(Generic[T]):
 
     def value(self) -> RestateDurableFuture[T]:
         """Wait for the promise's value."""
-        return self._attempt.context._promise_op(0x0409, self.name, self.serde)
+        return self._attempt.context._promise_op(0x0409, self.name, self.serde)  # type: ignore[no-any-return]
 
     def peek(self) -> RestateDurableFuture[T | None]:
         """The value if already resolved, else ``None``."""
-        return self._attempt.context._promise_op(0x040A, self.name, self.serde)
+        return self._attempt.context._promise_op(0x040A, self.name, self.serde)  # type: ignore[no-any-return]
 
     def resolve(self, value: T) -> RestateDurableFuture[None]:
         """Resolve the promise (a TerminalError if it was already completed)."""
         buf = self.serde.serialize(value)
-        return self._attempt.context._promise_op(0x040B, self.name, None, buf)
+        return self._attempt.context._promise_op(0x040B, self.name, None, buf)  # type: ignore[no-any-return]
 
     def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
         """Reject the promise."""
-        return self._attempt.context._promise_op(0x040B, self.name, None, Failure(code, message))
+        op = self._attempt.context._promise_op
+        return op(0x040B, self.name, None, Failure(code, message))  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.value().__await__()

@@ -93,9 +93,17 @@ def make_handler(
     if not params:
         raise ValueError(f"handler {fn.__name__} must take the context as first parameter")
     h = Handler(
-        service_tag=tag, name=name or fn.__name__, kind=kind, fn=fn, arity=len(params),
-        input_serde=input_serde, output_serde=output_serde, accept=accept,
-        content_type=content_type, description=inspect.getdoc(fn), options=options,
+        service_tag=tag,
+        name=name or fn.__name__,
+        kind=kind,
+        fn=fn,
+        arity=len(params),
+        input_serde=input_serde,
+        output_serde=output_serde,
+        accept=accept,
+        content_type=content_type,
+        description=inspect.getdoc(fn),
+        options=options,
     )
     if len(params) == 1:
         h.void_input = True

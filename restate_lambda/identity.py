@@ -33,7 +33,7 @@ def parse_key(key: str) -> bytes:
     """The 32 raw Ed25519 public-key bytes of ``publickeyv1_…``."""
     if not key.startswith(PREFIX):
         raise ValueError(f"identity keys must start with {PREFIX}")
-    raw = b58decode(key[len(PREFIX):])
+    raw = b58decode(key[len(PREFIX) :])
     if len(raw) != 32:
         raise ValueError(f"decoded key should have 32 bytes, has {len(raw)}")
     return raw

@@ -32,8 +32,13 @@ _RUN_DONE = object()
 class Attempt:
     """Drives one attempt of ``handler`` on ``machine`` (which must be ready to execute)."""
 
-    def __init__(self, machine: Machine, handler: Handler, attempt_headers: dict[str, str],
-                 sink: Sink | None = None) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        handler: Handler,
+        attempt_headers: dict[str, str],
+        sink: Sink | None = None,
+    ) -> None:
         self.machine = machine
         self.handler = handler
         self.sink = sink
@@ -42,7 +47,9 @@ class Attempt:
         self._tasks: set[asyncio.Future[Any]] = set()
         headers, body = machine.sys_input()
         self.request = Request(
-            id=machine.invocation_id, headers=dict(headers), attempt_headers=attempt_headers,
+            id=machine.invocation_id,
+            headers=dict(headers),
+            attempt_headers=attempt_headers,
             body=body,
         )
         self.context: Any = context_class(handler.service_tag.kind, handler.kind)(self)
@@ -136,12 +143,15 @@ class Attempt:
 
     def _retryable(self, r: BaseException, delay_ms: int | None) -> None:
         code = getattr(r, "status_code", 500)
-        self.machine.notify_error(VMError(code, str(r), stacktrace=traceback.format_exc(),
-                                          next_retry_delay_ms=delay_ms))
+        self.machine.notify_error(
+            VMError(code, str(r), stacktrace=traceback.format_exc(), next_retry_delay_ms=delay_ms)
+        )
 
     # -- run closures -------------------------------------------------------------------------
 
-    def register_run(self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]) -> None:
+    def register_run(
+        self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
+    ) -> None:
         """Remember the closure of run ``handle`` until the machine asks to execute it."""
         self._runs[handle] = (action, serde, options)
 
@@ -163,16 +173,33 @@ class Attempt:
         except TerminalError as t:
             m.propose_run(handle, Failure(t.status_code, t.message, t.metadata))
         except RetryableError as r:
-            fixed = (None if r.retry_after is None and options.max_attempts is None
-                     and options.max_duration is None else
-                     RunRetryPolicy(None, 1.0, None, options.max_attempts, millis(options.max_duration)))
-            m.propose_run_retryable(handle, Failure(r.status_code, r.message), traceback.format_exc(),
-                                    _elapsed_ms(start), fixed, millis(r.retry_after))
+            fixed = (
+                None
+                if r.retry_after is None
+                and options.max_attempts is None
+                and options.max_duration is None
+                else RunRetryPolicy(
+                    None, 1.0, None, options.max_attempts, millis(options.max_duration)
+                )
+            )
+            m.propose_run_retryable(
+                handle,
+                Failure(r.status_code, r.message),
+                traceback.format_exc(),
+                _elapsed_ms(start),
+                fixed,
+                millis(r.retry_after),
+            )
         except (SdkInternalBaseException, asyncio.CancelledError):
             raise
         except Exception as e:
-            m.propose_run_retryable(handle, Failure(500, repr(e)), traceback.format_exc(),
-                                    _elapsed_ms(start), _policy(options))
+            m.propose_run_retryable(
+                handle,
+                Failure(500, repr(e)),
+                traceback.format_exc(),
+                _elapsed_ms(start),
+                _policy(options),
+            )
         finally:
             self.events.put_nowait(_RUN_DONE)
 
@@ -189,8 +216,13 @@ def _is_async_partial(fn: Any) -> bool:
 
 def _policy(o: RunOptions[Any]) -> RunRetryPolicy | None:
     duration = o.max_duration or o.max_retry_duration
-    if (o.max_attempts is None and duration is None and o.initial_retry_interval is None
-            and o.max_retry_interval is None and o.retry_interval_factor is None):
+    if (
+        o.max_attempts is None
+        and duration is None
+        and o.initial_retry_interval is None
+        and o.max_retry_interval is None
+        and o.retry_interval_factor is None
+    ):
         return None
     return RunRetryPolicy(
         initial_interval_ms=millis(o.initial_retry_interval) or 50,

@@ -162,7 +162,9 @@ class Journal:
         """A journal-mismatch error for the current command."""
         actual_name = command_name(actual) if actual is not None else ""
         exp_name = command_name(expected)
-        detail = "" if actual is None else f"\n journal: {_short(actual)}\n now:     {_short(expected)}"
+        detail = (
+            "" if actual is None else f"\n journal: {_short(actual)}\n now:     {_short(expected)}"
+        )
         return VMError(
             JOURNAL_MISMATCH,
             f"Journal mismatch at command index {self.index}: the journal has "

@@ -232,7 +232,7 @@ class Machine:
             self.journal.advance(T.GET_EAGER_STATE_COMMAND, "")
             t, payload = self.journal.commands.popleft()
             if t == T.GET_EAGER_STATE_COMMAND:
-                actual = parse(t, payload)
+                actual: Any = parse(t, payload)
                 if bytes(actual.key) != key.encode():
                     raise self._guard(self.journal.mismatch(t, actual, t, _eager_get(key)))
                 self._after_pop()
@@ -243,7 +243,9 @@ class Machine:
                 return h
             if t == T.GET_LAZY_STATE_COMMAND:
                 actual = parse(t, payload)
-                exp = pb().GetLazyStateCommandMessage(key=key.encode(), result_completion_id=cid)
+                exp: Any = pb().GetLazyStateCommandMessage(
+                    key=key.encode(), result_completion_id=cid
+                )
                 if actual != exp:
                     raise self._guard(self.journal.mismatch(t, actual, t, exp))
                 self._after_pop()
@@ -271,9 +273,11 @@ class Machine:
         if self.phase == REPLAYING:
             self.journal.advance(T.GET_EAGER_STATE_KEYS_COMMAND, "")
             t, payload = self.journal.commands.popleft()
-            actual = parse(t, payload) if t in _KEYS_TYPES else None
+            actual: Any = parse(t, payload) if t in _KEYS_TYPES else None
             if actual is None:
-                raise self._guard(self.journal.mismatch(t, None, T.GET_EAGER_STATE_KEYS_COMMAND, None))
+                raise self._guard(
+                    self.journal.mismatch(t, None, T.GET_EAGER_STATE_KEYS_COMMAND, None)
+                )
             self._after_pop()
             h = self._map(cid)
             if t == T.GET_EAGER_STATE_KEYS_COMMAND:
@@ -311,17 +315,31 @@ class Machine:
     def sleep(self, wake_up_time_ms: int, name: str = "") -> int:
         """A durable timer firing at ``wake_up_time_ms`` (epoch ms)."""
         cid = self._completion_id()
-        msg = pb().SleepCommandMessage(wake_up_time=wake_up_time_ms, result_completion_id=cid, name=name)
+        msg = pb().SleepCommandMessage(
+            wake_up_time=wake_up_time_ms, result_completion_id=cid, name=name
+        )
         return self._completable(T.SLEEP_COMMAND, msg, cid)
 
-    def call(self, service: str, handler: str, parameter: bytes, key: str = "",
-             idempotency_key: str | None = None, headers: list[tuple[str, str]] | None = None,
-             name: str = "") -> tuple[int, int]:
+    def call(
+        self,
+        service: str,
+        handler: str,
+        parameter: bytes,
+        key: str = "",
+        idempotency_key: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        name: str = "",
+    ) -> tuple[int, int]:
         """A request-response call: (invocation-id handle, result handle)."""
         id_cid, res_cid = self._completion_id(), self._completion_id()
         msg = pb().CallCommandMessage(
-            service_name=service, handler_name=handler, parameter=parameter, key=key or "",
-            invocation_id_notification_idx=id_cid, result_completion_id=res_cid, name=name,
+            service_name=service,
+            handler_name=handler,
+            parameter=parameter,
+            key=key or "",
+            invocation_id_notification_idx=id_cid,
+            result_completion_id=res_cid,
+            name=name,
         )
         _fill_call(msg, idempotency_key, headers)
         self._command(T.CALL_COMMAND, msg)
@@ -329,14 +347,27 @@ class Machine:
         self.tracked_calls[id_h] = None
         return id_h, res_h
 
-    def send(self, service: str, handler: str, parameter: bytes, key: str = "",
-             invoke_time_ms: int = 0, idempotency_key: str | None = None,
-             headers: list[tuple[str, str]] | None = None, name: str = "") -> int:
+    def send(
+        self,
+        service: str,
+        handler: str,
+        parameter: bytes,
+        key: str = "",
+        invoke_time_ms: int = 0,
+        idempotency_key: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        name: str = "",
+    ) -> int:
         """A one-way (optionally delayed) call: the invocation-id handle."""
         cid = self._completion_id()
         msg = pb().OneWayCallCommandMessage(
-            service_name=service, handler_name=handler, parameter=parameter, key=key or "",
-            invoke_time=invoke_time_ms, invocation_id_notification_idx=cid, name=name,
+            service_name=service,
+            handler_name=handler,
+            parameter=parameter,
+            key=key or "",
+            invoke_time=invoke_time_ms,
+            invocation_id_notification_idx=cid,
+            name=name,
         )
         _fill_call(msg, idempotency_key, headers)
         return self._completable(T.ONE_WAY_CALL_COMMAND, msg, cid)
@@ -384,7 +415,9 @@ class Machine:
     def attach_invocation(self, invocation_id: str) -> int:
         """Wait for another invocation's result."""
         cid = self._completion_id()
-        msg = pb().AttachInvocationCommandMessage(invocation_id=invocation_id, result_completion_id=cid)
+        msg = pb().AttachInvocationCommandMessage(
+            invocation_id=invocation_id, result_completion_id=cid
+        )
         return self._completable(T.ATTACH_INVOCATION_COMMAND, msg, cid)
 
     def run(self, name: str) -> tuple[int, bool]:
@@ -414,9 +447,15 @@ class Machine:
         if self.eager_runs and self.input_closed:
             self.local.append((cid, result))
 
-    def propose_run_retryable(self, handle: int, failure: Failure, stacktrace: str,
-                              attempt_ms: int, policy: RunRetryPolicy | None,
-                              delay_override_ms: int | None = None) -> None:
+    def propose_run_retryable(
+        self,
+        handle: int,
+        failure: Failure,
+        stacktrace: str,
+        attempt_ms: int,
+        policy: RunRetryPolicy | None,
+        delay_override_ms: int | None = None,
+    ) -> None:
         """A run closure failed with a retryable error: retry the attempt or fail the step."""
         if self.phase != PROCESSING:
             return
@@ -429,11 +468,17 @@ class Machine:
         if decision is False:
             self.propose_run(handle, Failure(failure.code, failure.message))
             return
-        self._fail(VMError(
-            failure.code, failure.message, stacktrace=stacktrace, command_index=index,
-            command_type=T.RUN_COMMAND, command_name=name,
-            next_retry_delay_ms=None if decision is True else decision,
-        ))
+        self._fail(
+            VMError(
+                failure.code,
+                failure.message,
+                stacktrace=stacktrace,
+                command_index=index,
+                command_type=T.RUN_COMMAND,
+                command_name=name,
+                next_retry_delay_ms=None if decision is True else decision,
+            )
+        )
 
     def write_output(self, result: bytes | Failure) -> None:
         """The OutputCommand with the handler's result."""
@@ -450,7 +495,9 @@ class Machine:
             self._out.append(encode_raw(T.END, b""))
             self.phase = CLOSED
         elif self.phase != CLOSED:
-            raise self._guard(VMError(JOURNAL_MISMATCH, "the handler ended before the journal was replayed"))
+            raise self._guard(
+                VMError(JOURNAL_MISMATCH, "the handler ended before the journal was replayed")
+            )
 
     def notify_error(self, err: VMError) -> None:
         """End the attempt with an ErrorMessage (retryable failure)."""
@@ -473,10 +520,10 @@ class Machine:
 
     def _state_of(self, tree: Tree) -> int:
         if isinstance(tree, int):
-            nid = self.handles.get(tree, _MISSING)
-            if nid is _MISSING:
+            nid = self.handles.get(tree)
+            if nid is None:
                 return _OK
-            r = self.ready.get(nid, _MISSING)  # type: ignore[arg-type]
+            r: Any = self.ready.get(nid, _MISSING)
             return _PENDING if r is _MISSING else _FAILED if isinstance(r, Failure) else _OK
         states = [self._state_of(c) for c in tree.children]
         if isinstance(tree, FirstCompleted):
@@ -513,14 +560,18 @@ class Machine:
             return AwaitOutcome.READY, 0
         pending = self._pending(full)
         if self.phase == REPLAYING:
-            raise self._guard(VMError(
-                JOURNAL_MISMATCH,
-                f"Journal mismatch at command index {self.journal.index}: an await could not be "
-                f"completed from the journal during replay (waiting for {pending}); "
-                "the handler code was changed while invocations were in flight.",
-                command_index=self.journal.index, command_type=self.journal.current_type,
-                command_name=self.journal.current_name,
-            ))
+            raise self._guard(
+                VMError(
+                    JOURNAL_MISMATCH,
+                    f"Journal mismatch at command index {self.journal.index}: an await could not "
+                    "be "
+                    f"completed from the journal during replay (waiting for {pending}); "
+                    "the handler code was changed while invocations were in flight.",
+                    command_index=self.journal.index,
+                    command_type=self.journal.current_type,
+                    command_name=self.journal.current_name,
+                )
+            )
         for h in pending:
             run = self.runs.get(h)
             if run is not None and not run[0]:
@@ -576,7 +627,9 @@ def _eager_get(key: str) -> Any:
     return pb().GetEagerStateCommandMessage(key=key.encode())
 
 
-def _fill_call(msg: Any, idempotency_key: str | None, headers: list[tuple[str, str]] | None) -> None:
+def _fill_call(
+    msg: Any, idempotency_key: str | None, headers: list[tuple[str, str]] | None
+) -> None:
     if idempotency_key is not None:
         msg.idempotency_key = idempotency_key
     for k, v in headers or ():

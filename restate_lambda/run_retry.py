@@ -10,7 +10,13 @@ class RunRetryPolicy:
     is reached the step fails with a :class:`~restate_lambda.errors.TerminalError`.
     """
 
-    __slots__ = ("factor", "initial_interval_ms", "max_attempts", "max_duration_ms", "max_interval_ms")
+    __slots__ = (
+        "factor",
+        "initial_interval_ms",
+        "max_attempts",
+        "max_duration_ms",
+        "max_interval_ms",
+    )
 
     def __init__(
         self,
@@ -28,7 +34,10 @@ class RunRetryPolicy:
 
 
 def next_retry_delay(
-    policy: RunRetryPolicy | None, attempts: int, duration_ms: int, delay_override_ms: int | None = None
+    policy: RunRetryPolicy | None,
+    attempts: int,
+    duration_ms: int,
+    delay_override_ms: int | None = None,
 ) -> int | bool:
     """``False``: give up (fail the step); ``True``: retry with the invocation's retry policy;
     an int: retry after that many milliseconds. ``attempts`` includes the one that just failed."""

@@ -128,8 +128,14 @@ def json_schema(tp: Any) -> Any:
         return None
     if is_pydantic(tp):
         return tp.model_json_schema(mode="serialization")
-    simple = {str: "string", int: "integer", float: "number", bool: "boolean",
-              dict: "object", list: "array"}
+    simple = {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        dict: "object",
+        list: "array",
+    }
     if tp in simple:
         return {"type": simple[tp]}
     try:

@@ -59,8 +59,17 @@ class _ServiceBase:
         options: HandlerOptions,
     ) -> Callable[[F], F]:
         def wrapper(fn: F) -> F:
-            h = make_handler(self.service_tag, fn, name, kind, accept, content_type,
-                             input_serde, output_serde, options)
+            h = make_handler(
+                self.service_tag,
+                fn,
+                name,
+                kind,
+                accept,
+                content_type,
+                input_serde,
+                output_serde,
+                options,
+            )
             if h.name in self.handlers:
                 raise ValueError(f"handler {h.name} already exists in {self.name}")
             self.handlers[h.name] = h
@@ -91,9 +100,17 @@ class Service(_ServiceBase):
         invocation_context_managers: list[Any] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated ``async def fn(ctx, arg?)`` as a handler."""
-        opts = HandlerOptions(metadata, inactivity_timeout, abort_timeout, journal_retention,
-                              idempotency_retention, None, None, ingress_private,
-                              invocation_retry_policy)
+        opts = HandlerOptions(
+            metadata,
+            inactivity_timeout,
+            abort_timeout,
+            journal_retention,
+            idempotency_retention,
+            None,
+            None,
+            ingress_private,
+            invocation_retry_policy,
+        )
         return self._decorator(name, None, accept, content_type, input_serde, output_serde, opts)
 
 
@@ -121,9 +138,17 @@ class VirtualObject(_ServiceBase):
         invocation_context_managers: list[Any] | None = None,
     ) -> Callable[[F], F]:
         """Register an exclusive (default) or shared handler."""
-        opts = HandlerOptions(metadata, inactivity_timeout, abort_timeout, journal_retention,
-                              idempotency_retention, None, enable_lazy_state, ingress_private,
-                              invocation_retry_policy)
+        opts = HandlerOptions(
+            metadata,
+            inactivity_timeout,
+            abort_timeout,
+            journal_retention,
+            idempotency_retention,
+            None,
+            enable_lazy_state,
+            ingress_private,
+            invocation_retry_policy,
+        )
         return self._decorator(name, kind, accept, content_type, input_serde, output_serde, opts)
 
 
@@ -150,11 +175,20 @@ class Workflow(_ServiceBase):
         invocation_context_managers: list[Any] | None = None,
     ) -> Callable[[F], F]:
         """Register the workflow's run handler."""
-        opts = HandlerOptions(metadata, inactivity_timeout, abort_timeout, journal_retention,
-                              None, workflow_retention, enable_lazy_state, ingress_private,
-                              invocation_retry_policy)
-        return self._decorator(name, "workflow", accept, content_type, input_serde,
-                               output_serde, opts)
+        opts = HandlerOptions(
+            metadata,
+            inactivity_timeout,
+            abort_timeout,
+            journal_retention,
+            None,
+            workflow_retention,
+            enable_lazy_state,
+            ingress_private,
+            invocation_retry_policy,
+        )
+        return self._decorator(
+            name, "workflow", accept, content_type, input_serde, output_serde, opts
+        )
 
     def handler(
         self,
@@ -174,11 +208,20 @@ class Workflow(_ServiceBase):
         invocation_context_managers: list[Any] | None = None,
     ) -> Callable[[F], F]:
         """Register a shared handler of the workflow."""
-        opts = HandlerOptions(metadata, inactivity_timeout, abort_timeout, journal_retention,
-                              idempotency_retention, None, enable_lazy_state, ingress_private,
-                              invocation_retry_policy)
-        return self._decorator(name, "shared", accept, content_type, input_serde,
-                               output_serde, opts)
+        opts = HandlerOptions(
+            metadata,
+            inactivity_timeout,
+            abort_timeout,
+            journal_retention,
+            idempotency_retention,
+            None,
+            enable_lazy_state,
+            ingress_private,
+            invocation_retry_policy,
+        )
+        return self._decorator(
+            name, "shared", accept, content_type, input_serde, output_serde, opts
+        )
 
 
 AnyService = Service | VirtualObject | Workflow

@@ -14,12 +14,23 @@ T = MessageType
 INVOCATION_ID = InvocationId(1234, 5678)
 
 
-def start(known_entries: int, key: str = "", state: dict[str, bytes] | None = None,
-          partial: bool = False, seed: int = 42, retry_count: int = 0, duration_ms: int = 0) -> bytes:
+def start(
+    known_entries: int,
+    key: str = "",
+    state: dict[str, bytes] | None = None,
+    partial: bool = False,
+    seed: int = 42,
+    retry_count: int = 0,
+    duration_ms: int = 0,
+) -> bytes:
     """A framed StartMessage."""
     msg = pb().StartMessage(
-        id=INVOCATION_ID.to_bytes(), debug_id=str(INVOCATION_ID), known_entries=known_entries,
-        key=key, partial_state=partial, random_seed=seed,
+        id=INVOCATION_ID.to_bytes(),
+        debug_id=str(INVOCATION_ID),
+        known_entries=known_entries,
+        key=key,
+        partial_state=partial,
+        random_seed=seed,
         retry_count_since_last_stored_entry=retry_count,
         duration_since_last_stored_entry=duration_ms,
     )
@@ -37,9 +48,9 @@ def input_cmd(body: bytes = b"", headers: dict[str, str] | None = None) -> bytes
     return encode(msg)
 
 
-def msg(name: str, **fields: Any) -> bytes:
+def msg(cls_name: str, /, **fields: Any) -> bytes:
     """Frame a message given its protobuf class name and fields."""
-    return encode(getattr(pb(), name)(**fields))
+    return encode(getattr(pb(), cls_name)(**fields))
 
 
 def notification(t: int, **fields: Any) -> bytes:
@@ -50,8 +61,9 @@ def notification(t: int, **fields: Any) -> bytes:
 
 def run_completion(cid: int, value: bytes) -> bytes:
     """A RunCompletionNotification carrying ``value``."""
-    return notification(T.RUN_COMPLETION_NOTIFICATION, completion_id=cid,
-                        value=pb().Value(content=value))
+    return notification(
+        T.RUN_COMPLETION_NOTIFICATION, completion_id=cid, value=pb().Value(content=value)
+    )
 
 
 def request(*frames: bytes) -> bytes:
@@ -59,26 +71,53 @@ def request(*frames: bytes) -> bytes:
     return b"".join(frames)
 
 
-def invoke(app: Any, service: str, handler: str, body: bytes, version: int = 6,
-           content_type: str | None = None) -> tuple[int, list[tuple[int, Any]]]:
+def invoke(
+    app: Any,
+    service: str,
+    handler: str,
+    body: bytes,
+    version: int = 6,
+    content_type: str | None = None,
+) -> tuple[int, list[tuple[int, Any]]]:
     """Call the ASGI app in process; returns (status, [(type, parsed message)])."""
-    status, raw = asyncio.run(asgi_call(app, "POST", f"/invoke/{service}/{handler}", body,
-                                        content_type or f"application/vnd.restate.invocation.v{version}"))
+    status, raw = asyncio.run(
+        asgi_call(
+            app,
+            "POST",
+            f"/invoke/{service}/{handler}",
+            body,
+            content_type or f"application/vnd.restate.invocation.v{version}",
+        )
+    )
     if status != 200:
         return status, []
     return status, [(f.type, parse(f.type, f.payload)) for f in decode_all(raw)]
 
 
-async def asgi_call(app: Any, method: str, path: str, body: bytes, content_type: str | None,
-                    http_version: str = "1.1", accept: str | None = None) -> tuple[int, bytes]:
+async def asgi_call(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes,
+    content_type: str | None,
+    http_version: str = "1.1",
+    accept: str | None = None,
+) -> tuple[int, bytes]:
     """Drive an ASGI app with the whole body in one message."""
     headers = []
     if content_type:
         headers.append((b"content-type", content_type.encode()))
     if accept:
         headers.append((b"accept", accept.encode()))
-    scope = {"type": "http", "http_version": http_version, "method": method, "path": path,
-             "headers": headers, "query_string": b"", "root_path": ""}
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "query_string": b"",
+        "root_path": "",
+    }
     sent = False
     status = 0
     chunks: list[bytes] = []
