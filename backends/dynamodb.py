@@ -364,6 +364,10 @@ def make_clients(
 # -- the backend -------------------------------------------------------------------------------
 
 
+class _TransactionConflict(Exception):
+    """A single-item write collided with an in-flight transaction; nothing was applied."""
+
+
 class _ConditionFailed(Exception):
     """A ConditionalCheckFailed / TransactionCanceled response, before interpretation."""
 
@@ -472,6 +476,8 @@ class DynamoDbBackend:
             message = str(e.response.get("Error", {}).get("Message", ""))
             if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise _ConditionFailed(e.response) from e
+            if code == "TransactionConflictException":
+                raise _TransactionConflict(message) from e
             if (
                 code in _THROTTLED
                 or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
@@ -710,6 +716,8 @@ class DynamoDbBackend:
     async def write(self, ops: Sequence[WriteOp]) -> None:
         """Apply ``ops`` atomically, or raise ``ConflictError`` naming the first failing op.
 
+        If the awaiting task is cancelled once the request is sent, the batch may still apply.
+
         Raises:
             ConflictError: a condition failed.
             ValueError: empty batch, more than 100 operations, an item named twice, a key too long.
@@ -826,7 +834,19 @@ class DynamoDbBackend:
         if op.expect is not None:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
-            self._api(method, **request)
+            delay = 0.005
+            for attempt in range(_TXN_CONFLICT_ATTEMPTS):
+                try:
+                    self._api(method, **request)
+                    return
+                except _TransactionConflict as e:
+                    if attempt == _TXN_CONFLICT_ATTEMPTS - 1:
+                        raise BackendUnavailableError(
+                            f"{self._where}: {method} kept colliding with transactions on "
+                            f"{op.pk!r}/{op.sk!r} ({e}); nothing was applied, retry"
+                        ) from e
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay *= 2
         except _ConditionFailed as e:
             old = e.response.get("Item")
             retried = e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
@@ -869,8 +889,9 @@ class DynamoDbBackend:
                     i = codes.index("ConditionalCheckFailed")
                     raise _conflict(i, prepared[i].op, None) from None
                 if "ValidationError" in codes:
-                    message = reasons[codes.index("ValidationError")].get("Message", "")
-                    raise BackendError(f"{self._where}: transaction rejected: {message}") from None
+                    message = str(reasons[codes.index("ValidationError")].get("Message", ""))
+                    error = ValueTooLargeError if "size" in message.lower() else BackendError
+                    raise error(f"{self._where}: transaction rejected: {message}") from None
                 if any(c in _THROTTLED or c.startswith("Throughput") for c in codes) or (
                     attempt == _TXN_CONFLICT_ATTEMPTS - 1
                 ):

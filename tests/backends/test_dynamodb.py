@@ -447,3 +447,16 @@ async def test_claims_use_idempotent_transactions() -> None:
     await backend.write([Delete("p", "u")])
     assert ["transact_write_items", "delete_item"] == [name for name, _ in client.calls]
     await backend.close()
+
+
+async def test_single_write_colliding_with_a_transaction_is_retried() -> None:
+    """TransactionConflictException on PutItem (an in-flight transaction) is retried here."""
+    collision = _client_error("TransactionConflictException", "PutItem")
+    backend, client = _fake_backend(put_item=[collision, {}])
+    await backend.write([Put("p", "a", b"1")])
+    assert 2 == len(client.calls)
+    backend2, _ = _fake_backend(put_item=[collision] * 10)
+    with pytest.raises(BackendUnavailableError, match="colliding"):
+        await backend2.write([Put("p", "a", b"1")])
+    await backend.close()
+    await backend2.close()
