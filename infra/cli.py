@@ -16,9 +16,11 @@ app = typer.Typer(no_args_is_help=True, help="restate-lambda: durable execution,
 deployments_app = typer.Typer(no_args_is_help=True, help="Register and list deployments.")
 invocations_app = typer.Typer(no_args_is_help=True, help="Inspect and manage invocations.")
 kv_app = typer.Typer(no_args_is_help=True, help="Read the K/V state of objects and workflows.")
+storage_app = typer.Typer(no_args_is_help=True, help="Create and check storage.")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(invocations_app, name="invocations")
 app.add_typer(kv_app, name="kv")
+app.add_typer(storage_app, name="storage")
 
 AdminUrl = Annotated[
     str,
@@ -50,6 +52,7 @@ def dev(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run ingress, admin API, engine and timers in one process on 127.0.0.1."""
+    from backends.api import BackendError
     from infra.dev_server import DataDirLockedError, DevOptions, serve
 
     logging.basicConfig(
@@ -74,6 +77,9 @@ def dev(
         raise typer.Exit(2) from exc
     except (ValueError, FileNotFoundError, ImportError, AttributeError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except BackendError as exc:
+        typer.echo(f"error: storage unavailable: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -168,6 +174,24 @@ def kv_get(service: str, key: str, admin_url: AdminUrl = "http://127.0.0.1:9070"
     for row in result.get("rows", []):
         raw = bytes.fromhex(row["value"])
         typer.echo(f"{row['key']} = {raw.decode('utf-8', 'replace')}")
+
+
+@storage_app.command("init")
+def storage_init(
+    url: Annotated[str, typer.Argument(help="Storage URL, e.g. dynamodb://TABLE?region=...")],
+) -> None:
+    """Create the tables and bucket a storage URL names (idempotent)."""
+    from infra.provision import ensure_storage
+
+    try:
+        for line in ensure_storage(url):
+            typer.echo(line)
+    except (ValueError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except Exception as exc:  # boto errors: unreachable endpoint, credentials
+        typer.echo(f"error: cannot initialise {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:  # pragma: no cover

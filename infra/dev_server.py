@@ -90,6 +90,9 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
     )
     engine = RuntimeEngine(backend, SystemClock(), Transports())
     try:
+        check = getattr(backend, "check", None)
+        if check is not None:
+            await check()  # an unreachable store is a clear error now, not a traceback later
         await engine.start()
         recovered = await engine.recover_orphans()
         if recovered:
