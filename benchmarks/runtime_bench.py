@@ -1,0 +1,634 @@
+"""Side-by-side benchmark: our ``restate-lambda dev`` against the real ``restate-server``.
+
+One run starts, on 127.0.0.1 and free ports:
+
+* one SDK process: ``benchmarks.bench_services:app`` (official ``restate-sdk`` 1.2 handlers) under
+  uvicorn, one worker, HTTP/1.1 only, so the SDK answers discovery in request-response mode;
+* ``restate-lambda dev`` (our runtime, SQLite in a temporary data dir);
+* ``restate-server`` 1.7.12 (single node, temporary base dir).
+
+The one SDK process is registered with both runtimes (``use_http_11``). Both runtimes stay up for
+the whole run; each measurement drives one of them while the other idles, and the order of the
+two alternates from workload to workload.
+
+Workloads (all through the ingress, ``POST`` with a JSON body):
+
+* ``greet``     ``Greeter/greet``      a Service returning a string;
+* ``counter``   ``Counter/k<i%100>/add`` a VirtualObject ``add`` (state get + set) over 100 keys;
+* ``hot-key``   ``Counter/hot/add``     the same handler, every call on one key (calls queue);
+* ``5-step``    ``Steps/run`` with 5   five ``ctx.run`` steps (six round trips to the SDK per call
+  in request-response mode on restate-server).
+
+Per (workload, runtime): sequential latency (one client, after a warm-up) and throughput with 16
+concurrent clients, each bounded in time; CPU of the runtime process group per 1000 calls during
+the throughput phase; at the end the peak RSS (``VmHWM``) of every process.
+
+The load generator runs in this process: a raw asyncio keep-alive HTTP/1.1 client
+(``invoker.http_client.HttpClient``), on uvloop when installed.
+
+Usage::
+
+    .venv/bin/python benchmarks/runtime_bench.py [--quick] [--only ours|restate] [--json out.json]
+        [--sdk-server uvicorn|hypercorn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from invoker.http_client import HttpClient  # noqa: E402
+from tests.support.processes import ManagedProcess, free_ports, http_ok, wait_until  # noqa: E402
+from tests.support.runtimes import (  # noqa: E402
+    START_TIMEOUT,
+    RestateLambdaRuntime,
+    RestateServerRuntime,
+    Runtime,
+    restate_server_bin,
+)
+
+CLIENTS = 16
+JSON_HEADERS = {"content-type": "application/json"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    warmup: int  # sequential calls before the measured sequential calls
+    sequential: int  # measured sequential calls
+    sequential_limit_s: float  # stop the sequential phase after this long
+    concurrent: int  # calls in the throughput phase (CLIENTS clients)
+    concurrent_limit_s: float  # stop the throughput phase after this long
+
+
+FULL = Settings(
+    warmup=50, sequential=300, sequential_limit_s=10, concurrent=3000, concurrent_limit_s=20
+)
+QUICK = Settings(
+    warmup=10, sequential=40, sequential_limit_s=4, concurrent=200, concurrent_limit_s=5
+)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    describe: str
+    request: Callable[[int], tuple[str, bytes]]  # call number -> (path, JSON body)
+
+
+WORKLOADS = [
+    Workload("greet", "Greeter/greet (Service)", lambda i: ("/Greeter/greet", b'"bench"')),
+    Workload("counter", "Counter/<100 keys>/add", lambda i: (f"/Counter/k{i % 100}/add", b"1")),
+    Workload("hot-key", "Counter/hot/add (1 key)", lambda i: ("/Counter/hot/add", b"1")),
+    Workload("5-step", "Steps/run, 5 x ctx.run", lambda i: ("/Steps/run", b"5")),
+]
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (index 0 is the state)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is ``pgid`` (our children run in their own sessions)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime+stime of every live member, plus what reaped children left in cutime+cstime."""
+    ticks = 0
+    for pid in group_members(pgid):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += sum(int(x) for x in fields[11:15])
+    return ticks / CLK_TCK
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def group_peak_rss(pgid: int) -> list[tuple[int, str, float]]:
+    """``(pid, command, VmHWM MiB)`` of every live member of the group."""
+    rows = []
+    for pid in group_members(pgid):
+        st = _status(pid)
+        kib = int(st.get("VmHWM", "0 kB").split()[0])
+        rows.append((pid, st.get("Name", "?"), kib / 1024))
+    return rows
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(slots=True)
+class Measurement:
+    workload: str
+    runtime: str
+    seq_calls: int = 0
+    seq_p50_ms: float = 0.0
+    seq_p99_ms: float = 0.0
+    seq_mean_ms: float = 0.0
+    conc_calls: int = 0
+    conc_seconds: float = 0.0
+    conc_rps: float = 0.0
+    conc_p50_ms: float = 0.0
+    conc_p99_ms: float = 0.0
+    errors: int = 0
+    first_error: str = ""
+    runtime_cpu_s_per_1k: float = 0.0  # runtime process group, throughput phase
+    sdk_cpu_s_per_1k: float = 0.0  # SDK process, throughput phase
+    loadgen_cpu_s_per_1k: float = 0.0  # this process, throughput phase
+    check: str = ""
+
+
+def _pct(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
+
+
+@dataclass(slots=True)
+class _Counts:
+    ok: int = 0
+    errors: int = 0
+    first_error: str = ""
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+async def _call(client: HttpClient, base: str, wl: Workload, i: int, counts: _Counts) -> None:
+    path, body = wl.request(i)
+    t0 = time.perf_counter()
+    try:
+        resp = await client.request("POST", base + path, JSON_HEADERS, body, timeout=30)
+    except Exception as exc:
+        counts.errors += 1
+        counts.first_error = counts.first_error or f"{type(exc).__name__}: {exc}"
+        return
+    if resp.status != 200:
+        counts.errors += 1
+        counts.first_error = counts.first_error or f"HTTP {resp.status}: {resp.body[:200]!r}"
+        return
+    counts.ok += 1
+    counts.latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+
+async def measure(
+    client: HttpClient,
+    rt_name: str,
+    base: str,
+    rt_pgid: int,
+    sdk_pgid: int,
+    wl: Workload,
+    s: Settings,
+) -> tuple[Measurement, int]:
+    """Sequential then concurrent phase of ``wl`` against the ingress at ``base``; returns the
+    measurement and the number of successful calls made (all phases)."""
+    m = Measurement(wl.name, rt_name)
+    i = 0
+    warm = _Counts()
+    for _ in range(s.warmup):
+        await _call(client, base, wl, i, warm)
+        i += 1
+
+    seq = _Counts()
+    deadline = time.perf_counter() + s.sequential_limit_s
+    for _ in range(s.sequential):
+        if time.perf_counter() > deadline:
+            break
+        await _call(client, base, wl, i, seq)
+        i += 1
+    lat = sorted(seq.latencies_ms)
+    m.seq_calls = seq.ok
+    m.seq_p50_ms, m.seq_p99_ms = _pct(lat, 0.50), _pct(lat, 0.99)
+    m.seq_mean_ms = sum(lat) / len(lat) if lat else float("nan")
+
+    conc = _Counts()
+    issued = 0
+    start_i = i
+
+    async def worker() -> None:
+        nonlocal issued
+        while issued < s.concurrent and time.perf_counter() < conc_deadline:
+            n = start_i + issued
+            issued += 1
+            await _call(client, base, wl, n, conc)
+
+    rt_cpu0, sdk_cpu0, me0 = (
+        group_cpu_seconds(rt_pgid),
+        group_cpu_seconds(sdk_pgid),
+        time.process_time(),
+    )
+    t0 = time.perf_counter()
+    conc_deadline = t0 + s.concurrent_limit_s
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    elapsed = time.perf_counter() - t0
+    rt_cpu, sdk_cpu, me = (
+        group_cpu_seconds(rt_pgid) - rt_cpu0,
+        group_cpu_seconds(sdk_pgid) - sdk_cpu0,
+        time.process_time() - me0,
+    )
+    lat = sorted(conc.latencies_ms)
+    m.conc_calls, m.conc_seconds = conc.ok, elapsed
+    m.conc_rps = conc.ok / elapsed if elapsed > 0 else 0.0
+    m.conc_p50_ms, m.conc_p99_ms = _pct(lat, 0.50), _pct(lat, 0.99)
+    calls = max(1, conc.ok)
+    m.runtime_cpu_s_per_1k = rt_cpu / calls * 1000
+    m.sdk_cpu_s_per_1k = sdk_cpu / calls * 1000
+    m.loadgen_cpu_s_per_1k = me / calls * 1000
+    m.errors = warm.errors + seq.errors + conc.errors
+    m.first_error = warm.first_error or seq.first_error or conc.first_error
+    return m, warm.ok + seq.ok + conc.ok
+
+
+async def counter_sum(client: HttpClient, base: str, keys: list[str]) -> int | str:
+    """Sum of ``Counter/<key>/get`` over ``keys`` (an error text if a call fails)."""
+    total = 0
+    for key in keys:
+        # No body and no content-type: the shared handler takes no input.
+        resp = await client.request("POST", f"{base}/Counter/{key}/get", {}, b"", timeout=30)
+        if resp.status != 200:
+            return f"GET {key}: HTTP {resp.status} {resp.body[:200]!r}"
+        total += int(json.loads(resp.body) or 0)
+    return total
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class SdkProcess:
+    """``benchmarks.bench_services:app`` in its own process, one worker, HTTP/1.1, 127.0.0.1:
+    uvicorn (httptools and uvloop when installed) or hypercorn (as the e2e tests serve it)."""
+
+    def __init__(self, workdir: Path, server: str = "uvicorn") -> None:
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = "benchmarks.bench_services:app"
+        if server == "hypercorn":
+            argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}"]
+            argv += ["--workers", "1", "--keep-alive", "75", "--log-level", "warning", app]
+            self.describe = "hypercorn, 1 worker"
+        else:
+            http_impl = "httptools" if _importable("httptools") else "h11"
+            loop_impl = "uvloop" if _importable("uvloop") else "asyncio"
+            argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
+            argv += ["--port", str(self.port), "--http", http_impl, "--loop", loop_impl]
+            argv += ["--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning"]
+            self.describe = f"uvicorn --http {http_impl} --loop {loop_impl}, 1 worker"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        self.process = ManagedProcess(
+            "sdk-app", argv, workdir / "sdk-app.log", env=env, cwd=REPO_ROOT
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        wait_until(
+            lambda: http_ok(f"{self.url}/health"),
+            START_TIMEOUT,
+            "SDK app /health",
+            process=self.process,
+        )
+        manifest = httpx.get(
+            f"{self.url}/discover",
+            headers={"accept": "application/vnd.restate.endpointmanifest.v4+json"},
+            timeout=5,
+        ).json()
+        if manifest.get("protocolMode") != "REQUEST_RESPONSE":
+            raise self.process.fail(f"SDK not in request-response mode: {manifest}")
+
+    def stop(self) -> None:
+        # Stateless; uvicorn here does not always act on SIGTERM, so do not wait for it.
+        self.process.kill9()
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def make_ours(workdir: Path) -> Runtime:
+    rt = RestateLambdaRuntime(workdir)
+    rt.process.argv += ["--log-level", "WARNING"]
+    rt.name = "ours"
+    return rt
+
+
+def make_restate(workdir: Path) -> Runtime:
+    binary = restate_server_bin()
+    if binary is None:
+        raise SystemExit(
+            "restate-server not found: set RESTATE_SERVER_BIN or install it in "
+            "<repo>/.tools (see scripts/)"
+        )
+    rt = RestateServerRuntime(binary, workdir)
+    rt.name = "restate"
+    return rt
+
+
+def restate_server_version() -> str:
+    binary = restate_server_bin()
+    if binary is None:
+        return "?"
+    pkg = Path(binary).resolve().parent.parent / "package.json"
+    with contextlib.suppress(OSError, ValueError):
+        return str(json.loads(pkg.read_text()).get("version", "?"))
+    return "?"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine_info() -> dict[str, Any]:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_total = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_total = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "mem_total": mem_total,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+        "restate_server_version": restate_server_version(),
+    }
+
+
+def _f(x: float, nd: int = 1) -> str:
+    return "-" if x != x else f"{x:,.{nd}f}"  # NaN -> "-"
+
+
+def format_table(results: list[Measurement]) -> str:
+    head = (
+        f"{'workload':9} {'runtime':8} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} "
+        f"{'p50@16':>7} {'p99@16':>7} {'rt CPU':>7} {'sdk CPU':>7} {'errors':>6}  check"
+    )
+    units = (
+        f"{'':9} {'':8} {'ms':>8} {'ms':>8} {'':>9} {'ms':>7} {'ms':>7} "
+        f"{'s/1k':>7} {'s/1k':>7} {'':>6}"
+    )
+    lines = [head, units, "-" * len(head)]
+    for m in results:
+        lines.append(
+            f"{m.workload:9} {m.runtime:8} {_f(m.seq_p50_ms, 2):>8} {_f(m.seq_p99_ms, 2):>8} "
+            f"{_f(m.conc_rps, 0):>9} {_f(m.conc_p50_ms):>7} {_f(m.conc_p99_ms):>7} "
+            f"{_f(m.runtime_cpu_s_per_1k, 2):>7} {_f(m.sdk_cpu_s_per_1k, 2):>7} "
+            f"{m.errors:>6}  {m.check}"
+        )
+    return "\n".join(lines)
+
+
+def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
+    by = {(m.workload, m.runtime): m for m in results}
+    out = []
+    for wl in WORKLOADS:
+        a, b = by.get((wl.name, "ours")), by.get((wl.name, "restate"))
+        if a is None or b is None:
+            continue
+
+        def r(x: float, y: float) -> float:
+            return x / y if y else float("nan")
+
+        out.append(
+            {
+                "workload": wl.name,
+                "seq_p50": r(a.seq_p50_ms, b.seq_p50_ms),
+                "seq_p99": r(a.seq_p99_ms, b.seq_p99_ms),
+                "rps": r(a.conc_rps, b.conc_rps),
+                "cpu_per_call": r(a.runtime_cpu_s_per_1k, b.runtime_cpu_s_per_1k),
+            }
+        )
+    return out
+
+
+def format_ratios(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "ratios ours / restate-server (latency, CPU: < 1 is better for ours; "
+        "req/s: > 1 is better for ours)",
+        f"{'workload':9} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} {'rt CPU/call':>11}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['workload']:9} {_f(row['seq_p50'], 2):>8} {_f(row['seq_p99'], 2):>8} "
+            f"{_f(row['rps'], 2):>9} {_f(row['cpu_per_call'], 2):>11}"
+        )
+    return "\n".join(lines)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the ``finally`` blocks stop every child process."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def run_all(runtimes: list[Runtime], sdk: SdkProcess, s: Settings) -> list[Measurement]:
+    client = HttpClient(max_idle_per_origin=4 * CLIENTS)
+    results: list[Measurement] = []
+    try:
+        for w, wl in enumerate(WORKLOADS):
+            order = runtimes if w % 2 == 0 else list(reversed(runtimes))
+            for rt in order:
+                assert rt.process.pid is not None and sdk.process.pid is not None
+                log(f"  {wl.name:8} on {rt.name:8} ...")
+                m, ok_calls = await measure(
+                    client, rt.name, rt.ingress_url, rt.process.pid, sdk.process.pid, wl, s
+                )
+                if wl.name in ("counter", "hot-key"):
+                    # Each runtime starts empty and these keys serve one workload only.
+                    keys = [f"k{k}" for k in range(100)] if wl.name == "counter" else ["hot"]
+                    got = await counter_sum(client, rt.ingress_url, keys)
+                    m.check = (
+                        "ok"
+                        if got == ok_calls
+                        else f"MISMATCH: sum of counters {got}, successful adds {ok_calls}"
+                    )
+                if m.errors:
+                    m.check = (m.check + "; " if m.check else "") + f"first error: {m.first_error}"
+                log(
+                    f"    seq p50 {_f(m.seq_p50_ms, 2)} ms, {_f(m.conc_rps, 0)} req/s @16, "
+                    f"runtime CPU {_f(m.runtime_cpu_s_per_1k, 2)} s/1k, errors {m.errors}"
+                )
+                results.append(m)
+    finally:
+        await client.close()
+    return results
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if _importable("uvloop"):
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    parser.add_argument("--only", choices=("ours", "restate"), help="run one runtime only")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write results as JSON")
+    parser.add_argument(
+        "--sdk-server",
+        choices=("uvicorn", "hypercorn"),
+        default="uvicorn",
+        help="ASGI server of the SDK process (default uvicorn)",
+    )
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+
+    info = machine_info()
+    print(
+        f"machine: nproc={info['nproc']}  cpu={info['cpu_model']}  mem={info['mem_total']}  "
+        f"python={info['python']}  loadavg(1/5/15 min) at start="
+        + "/".join(f"{x:.2f}" for x in info["loadavg_at_start"])
+    )
+    print(
+        f"restate-server {info['restate_server_version']} vs restate-lambda dev (SQLite); "
+        f"one SDK process (restate-sdk under {args.sdk_server}) registered in both; "
+        f"HTTP/1.1 request-response; "
+        f"{'quick' if args.quick else 'full'} mode: warm-up {settings.warmup}, "
+        f"sequential {settings.sequential} (<= {settings.sequential_limit_s:g} s), "
+        f"{CLIENTS} clients x {settings.concurrent} calls (<= {settings.concurrent_limit_s:g} s)",
+        flush=True,
+    )
+
+    started = time.monotonic()
+    results: list[Measurement] = []
+    rss: dict[str, list[tuple[int, str, float]]] = {}
+    with _terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="runtime-bench-") as tmp:
+        workdir = Path(tmp)
+        sdk = SdkProcess(workdir, args.sdk_server)
+        runtimes: list[Runtime] = []
+        if args.only in (None, "ours"):
+            runtimes.append(make_ours(workdir))
+        if args.only in (None, "restate"):
+            runtimes.append(make_restate(workdir))
+        try:
+            log("starting the SDK app and the runtimes ...")
+            sdk.start()
+            for rt in runtimes:
+                rt.start()
+                rt.register(sdk.url)
+            log(f"ready after {time.monotonic() - started:.1f} s; measuring")
+            loop = _new_loop()
+            try:
+                results = loop.run_until_complete(run_all(runtimes, sdk, settings))
+            finally:
+                loop.close()
+            for rt in runtimes:
+                assert rt.process.pid is not None
+                rss[rt.name] = group_peak_rss(rt.process.pid)
+            assert sdk.process.pid is not None
+            rss["sdk"] = group_peak_rss(sdk.process.pid)
+        finally:
+            for rt in runtimes:
+                rt.process.stop(grace=5)
+            sdk.stop()
+
+    print()
+    print(format_table(results))
+    print()
+    ratio_rows = ratios(results)
+    if ratio_rows:
+        print(format_ratios(ratio_rows))
+        print()
+    print("peak RSS (VmHWM at the end, every live process of the group):")
+    for name, rows in rss.items():
+        total = sum(r[2] for r in rows)
+        parts = ", ".join(f"{cmd}[{pid}] {mib:.0f} MiB" for pid, cmd, mib in rows)
+        print(f"  {name:8} {total:7.0f} MiB  ({parts})")
+    print(
+        "load generator CPU (this process, throughput phases): "
+        + ", ".join(f"{m.workload}/{m.runtime} {m.loadgen_cpu_s_per_1k:.2f}" for m in results)
+        + " s/1k calls"
+    )
+    print(f"total wall time {time.monotonic() - started:.0f} s")
+
+    if args.json:
+        payload = {
+            "machine": info,
+            "mode": "quick" if args.quick else "full",
+            "settings": asdict(settings),
+            "clients": CLIENTS,
+            "sdk_server": sdk.describe,
+            "results": [asdict(m) for m in results],
+            "ratios_ours_over_restate": ratio_rows,
+            "peak_rss_mib": {
+                name: [{"pid": p, "command": c, "vmhwm_mib": v} for p, c, v in rows]
+                for name, rows in rss.items()
+            },
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
+    return 1 if any(m.errors or m.check.startswith("MISMATCH") for m in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
