@@ -45,7 +45,14 @@ from invoker.ids import (
     new_invocation_id,
     workflow_invocation_id,
 )
-from invoker.journal import Loaded, encode_segment, load_partition, resolved_of, satisfied
+from invoker.journal import (
+    Loaded,
+    decode_segment,
+    encode_segment,
+    load_partition,
+    resolved_of,
+    satisfied,
+)
 from invoker.processing import (
     AttemptError,
     AttemptInput,
@@ -904,10 +911,7 @@ class Engine:
             ops.append(Put(pk, keys.timer(cid), b"", due_ms=wake))
         effects = list(p.effects)
         completed = p.ended and p.output is not None
-        if completed and inv.key is not None and inv.handler_kind == "exclusive":
-            effects.append(
-                rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
-            )
+        releases = completed and inv.key is not None and inv.handler_kind == "exclusive"
         outbox_keys: list[str] = []
         for n, effect in enumerate(effects):
             sk = keys.outbox(first_new * 1000 + n)
@@ -951,8 +955,14 @@ class Engine:
         else:  # pragma: no cover - process() guarantees a terminal message
             raise AssertionError("attempt without outcome")
         ops.insert(0, Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due))
+        handover: _Claimed | str | None = None
         try:
-            await self.backend.write(ops)
+            if releases:
+                assert inv.key is not None
+                async with self._key_lock(inv.service, inv.key):
+                    handover = await self._commit_with_release(inv, ops, effects, outbox_keys)
+            else:
+                await self.backend.write(ops)
         except ConflictError as exc:
             log.info(
                 "invocation %s changed during its attempt (%s); dropping the attempt", inv.id, exc
@@ -960,6 +970,10 @@ class Engine:
             self._rerun.add(inv.id)
             return None
         st.version += 1
+        if isinstance(handover, _Claimed):
+            self.dispatch(handover.inv.id, handover)
+        elif handover is not None:
+            self.dispatch(handover)
         st.entries.extend(p.entries)
         if p.timers:
             self._due_at(inv.id, min(wake for _cid, wake in p.timers))
@@ -974,6 +988,84 @@ class Engine:
         # Suspended: a notification may have arrived while the attempt ran.
         self.dispatch_if_pending(inv.id)
         return None
+
+    async def _commit_with_release(
+        self,
+        inv: rec.Invocation,
+        ops: list[WriteOp],
+        effects: list[rec.Effect],
+        outbox_keys: list[str],
+    ) -> _Claimed | str | None:
+        """Commit a completed exclusive attempt and pass its key's lock on in the same batch.
+
+        Called with the key's in-process lock held, so only another process can change the
+        lock record meanwhile; then the hand-over is retried, and as a last resort left to a
+        ``release`` outbox effect. Returns the next invocation, claimed, if there is one.
+        """
+        assert inv.key is not None
+        base = len(ops)
+        for _ in range(5):
+            release = await self._release_ops(inv.service, inv.key, inv.id)
+            if release is None:
+                break
+            release_ops, handover = release
+            try:
+                await self.backend.write([*ops, *release_ops])
+            except ConflictError as exc:
+                if exc.index is not None and exc.index >= base:
+                    continue  # the lock moved (another process enqueued): read it again
+                raise
+            return handover
+        effect = rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
+        sk = keys.outbox(inv.journal_len * 1000 + 999)
+        effects.append(effect)
+        outbox_keys.append(sk)
+        due = self.clock.now_ms() + self.config.recovery_grace_ms
+        await self.backend.write([*ops, Put(keys.inv(inv.id), sk, rec.encode(effect), due_ms=due)])
+        return None
+
+    async def _release_ops(
+        self, service: str, key: str, holder: str
+    ) -> tuple[list[WriteOp], _Claimed | str | None] | None:
+        """Operations passing ``service/key``'s lock from ``holder`` to the next in its inbox,
+        and the next invocation (claimed by this engine, or just its id to dispatch).
+
+        None when the hand-over needs the slow path (the next entry already completed).
+        """
+        opk = keys.obj(service, key)
+        item = await self.backend.get(opk, keys.LOCK)
+        if item is None:
+            return [], None
+        lock = _lock_decoder.decode(item.value)
+        if lock.holder != holder:
+            return [], None
+        if lock.head >= lock.tail:
+            lock.holder = None
+            return [Put(opk, keys.LOCK, rec.encode(lock), expect=item.version)], None
+        q = await self.backend.get(opk, keys.inbox(lock.head))
+        if q is None:
+            return None
+        next_id = q.value.decode()
+        meta = await self.backend.get(keys.inv(next_id), keys.META)
+        if meta is None:
+            return None
+        nxt = msgspec.msgpack.decode(meta.value, type=rec.Invocation)
+        if nxt.status != rec.Status.INBOXED:
+            return None
+        segment = await self.backend.get(keys.inv(next_id), keys.journal(0))
+        if segment is None:
+            return None
+        lock.holder = next_id
+        lock.head += 1
+        nxt.status, due, claimed = self._initial_run_status(nxt, self.clock.now_ms())
+        release_ops: list[WriteOp] = [
+            Put(opk, keys.LOCK, rec.encode(lock), expect=item.version),
+            Delete(opk, q.sk, expect=q.version),
+            Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due),
+        ]
+        if not claimed:
+            return release_ops, next_id
+        return release_ops, _Claimed(nxt, meta.version + 1, decode_segment(segment.value))
 
     def dispatch_if_pending(self, inv_id: str) -> None:
         """Re-examine a just-suspended invocation: a notification may already be waiting."""
