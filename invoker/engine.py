@@ -105,6 +105,13 @@ class _Claimed:
     inv: rec.Invocation
     version: int
     entries: list[Entry]
+    #: Writes that create the invocation, deferred to its first commit (see ``_submit``).
+    unsaved: list[WriteOp] | None = None
+
+    def first_write(self, meta: WriteOp, ops: Sequence[WriteOp]) -> list[WriteOp]:
+        """``meta`` and ``ops``, preceded by the deferred creation writes the first time."""
+        unsaved, self.unsaved = self.unsaved or [], None
+        return [meta, *unsaved, *ops]
 
 
 class Engine:
@@ -258,7 +265,12 @@ class Engine:
         )
         future = self._register_waiter(inv_id)
         inv, created = await self._submit(
-            request, svc, handler, inv_id=inv_id, run_here=self.inline_calls
+            request,
+            svc,
+            handler,
+            inv_id=inv_id,
+            run_here=self.inline_calls,
+            defer=request.idempotency_key is None,
         )
         if inv.status == rec.Status.COMPLETED:
             self._drop_waiter(inv_id, future)
@@ -292,7 +304,15 @@ class Engine:
         parent_id: str | None = None,
         scheduled_ms: int | None = None,
         run_here: bool = False,
+        defer: bool = False,
     ) -> tuple[rec.Invocation, bool]:
+        """Create an invocation (or find the existing one with the same id).
+
+        ``defer``: for a blocking call with a fresh random id that this engine runs right
+        away, the creation writes join the first attempt's commit instead of a write of their
+        own. Nothing has been acknowledged until that commit (the client only learns the id
+        with the response), so a crash before it loses nothing acknowledged.
+        """
         if len(request.body) > self.config.max_body_bytes:
             raise PayloadTooLargeError(
                 f"request body of {len(request.body)} bytes exceeds the limit of "
@@ -345,6 +365,9 @@ class Engine:
             return await self._enqueue_exclusive(inv, ops, entries, run_here=run_here)
         else:
             inv.status, due, claimed = self._initial_run_status(inv, now, run_here)
+            if claimed and defer and svc.kind != "workflow" and not request.idempotency_key:
+                self.dispatch(inv_id, _Claimed(inv, 0, entries, unsaved=ops))
+                return inv, True
         meta = Put(pk, keys.META, rec.encode(inv), expect=0, due_ms=due)
         try:
             await self.backend.write([meta, *ops])
@@ -461,6 +484,8 @@ class Engine:
                     return future.result()
                 item = await self.backend.get(keys.inv(inv_id), keys.META)
                 if item is None:
+                    if inv_id in self._drivers:
+                        continue  # a deferred first attempt still running here
                     raise NotFoundError("not found")
                 inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
                 if inv.status == rec.Status.COMPLETED:
@@ -954,7 +979,9 @@ class Engine:
                 due = None
         else:  # pragma: no cover - process() guarantees a terminal message
             raise AssertionError("attempt without outcome")
-        ops.insert(0, Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due))
+        ops = st.first_write(
+            Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due), ops
+        )
         handover: _Claimed | str | None = None
         try:
             if releases:
@@ -1124,10 +1151,10 @@ class Engine:
             inv.status = rec.Status.BACKING_OFF
             inv.next_retry_ms = now + delay
             due = inv.next_retry_ms
-        all_ops = [
+        all_ops = st.first_write(
             Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=st.version, due_ms=due),
-            *(ops or []),
-        ]
+            ops or [],
+        )
         try:
             await self.backend.write(all_ops)
         except ConflictError:
@@ -1170,11 +1197,10 @@ class Engine:
         ]
         try:
             await self.backend.write(
-                [
+                st.first_write(
                     Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=inv.expires_ms),
-                    *ops,
-                    *extra,
-                ]
+                    [*ops, *extra],
+                )
             )
         except ConflictError:
             self._rerun.add(inv.id)

@@ -256,3 +256,31 @@ class TestIdempotentCalls:
         r = await post(env, "/Steps/idem_caller", "ik")
         assert [5, 5, 10] == r.json()
         assert 10 == (await post(env, "/Counter/ik/get")).json()
+
+
+class TestDeferredCreate:
+    async def test_plain_call_commits_once_when_it_completes_at_once(
+        self, env: TestEnvironment
+    ) -> None:
+        """A blocking call that completes in its first attempt is written in one commit."""
+        writes: list[int] = []
+        original = env.backend.write
+
+        async def counting(ops):  # type: ignore[no-untyped-def]
+            writes.append(len(ops))
+            await original(ops)
+
+        env.backend.write = counting  # type: ignore[method-assign]
+        r = await post(env, "/Greeter/greet", "one")
+        assert "Hello, one!" == r.json()
+        assert 1 == len(writes)
+        row = await env.engine.describe_invocation(r.headers["x-restate-id"])
+        assert ["INPUT_COMMAND", "OUTPUT_COMMAND"] == [
+            e["entry_type"].split("(")[0] for e in row["journal"]
+        ]
+
+    async def test_send_is_recorded_before_it_is_acknowledged(self, env: TestEnvironment) -> None:
+        """A /send answers 202 only after the invocation is stored."""
+        r = await post(env, "/Greeter/greet/send", "two")
+        inv_id = r.json()["invocationId"]
+        assert await env.backend.get(f"inv/{inv_id}", "meta") is not None
