@@ -357,6 +357,17 @@ def make_ours(workdir: Path) -> Runtime:
     return rt
 
 
+def make_ours_inprocess(workdir: Path) -> Runtime:
+    """Our runtime serving our SDK's version of the handlers in process (no HTTP hop)."""
+    inproc = workdir / "inprocess"
+    inproc.mkdir()
+    rt = RestateLambdaRuntime(inproc)
+    rt.process.argv += [str(REPO_ROOT / "benchmarks" / "bench_services_ours.py")]
+    rt.process.argv += ["--log-level", "WARNING"]
+    rt.name = "ours+sdk"
+    return rt
+
+
 def make_restate(workdir: Path) -> Runtime:
     binary = restate_server_bin()
     if binary is None:
@@ -432,8 +443,8 @@ def format_table(results: list[Measurement]) -> str:
 def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
     by = {(m.workload, m.runtime): m for m in results}
     out = []
-    for wl in WORKLOADS:
-        a, b = by.get((wl.name, "ours")), by.get((wl.name, "restate"))
+    for wl, ours in [(wl, name) for name in ("ours", "ours+sdk") for wl in WORKLOADS]:
+        a, b = by.get((wl.name, ours)), by.get((wl.name, "restate"))
         if a is None or b is None:
             continue
 
@@ -442,7 +453,7 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
 
         out.append(
             {
-                "workload": wl.name,
+                "workload": wl.name if ours == "ours" else f"{wl.name}*",
                 "seq_p50": r(a.seq_p50_ms, b.seq_p50_ms),
                 "seq_p99": r(a.seq_p99_ms, b.seq_p99_ms),
                 "rps": r(a.conc_rps, b.conc_rps),
@@ -460,6 +471,8 @@ def format_ratios(rows: list[dict[str, Any]]) -> str:
         "req/s: > 1 is better for ours)",
         f"{'workload':9} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} {'rt CPU/call':>11}",
     ]
+    if any(row["workload"].endswith("*") for row in rows):
+        lines[0] += "\n  (* = ours+sdk: restate-lambda with its own SDK in process)"
     for row in rows:
         lines.append(
             f"{row['workload']:9} {_f(row['seq_p50'], 2):>8} {_f(row['seq_p99'], 2):>8} "
@@ -534,6 +547,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--only", choices=("ours", "restate"), help="run one runtime only")
+    parser.add_argument(
+        "--no-inprocess",
+        action="store_true",
+        help="skip ours+sdk (restate-lambda with restate_lambda handlers in process)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write results as JSON")
     parser.add_argument(
         "--sdk-server",
@@ -571,12 +589,18 @@ def main() -> int:
             runtimes.append(make_ours(workdir))
         if args.only in (None, "restate"):
             runtimes.append(make_restate(workdir))
+        inprocess = None
+        if args.only in (None, "ours") and not args.no_inprocess:
+            inprocess = make_ours_inprocess(workdir)
         try:
             log("starting the SDK app and the runtimes ...")
             sdk.start()
             for rt in runtimes:
                 rt.start()
                 rt.register(sdk.url)
+            if inprocess is not None:
+                inprocess.start()  # serves its handlers in process: nothing to register
+                runtimes.append(inprocess)
             log(f"ready after {time.monotonic() - started:.1f} s; measuring")
             loop = _new_loop()
             try:
