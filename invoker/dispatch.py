@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -105,23 +106,25 @@ class SqsDispatcher:
         self._region = region
         self._endpoint_url = endpoint_url
         self._in_flight: set[tuple[str, int | None]] = set()
+        self._client_lock = threading.Lock()
         #: messages sent (for tests and the cost benchmark)
         self.sent = 0
 
     @property
     def client(self) -> Any:
         """The SQS client (created on first use; boto3 is imported only then)."""
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
+        with self._client_lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
 
-            self._client = boto3.client(
-                "sqs",
-                region_name=self._region,
-                endpoint_url=self._endpoint_url,
-                config=Config(retries={"mode": "standard", "max_attempts": 5}),
-            )
-        return self._client
+                self._client = boto3.client(
+                    "sqs",
+                    region_name=self._region,
+                    endpoint_url=self._endpoint_url,
+                    config=Config(retries={"mode": "standard", "max_attempts": 5}),
+                )
+            return self._client
 
     async def dispatch(self, inv_id: str) -> None:
         """Send "drive ``inv_id``" now."""

@@ -1,0 +1,229 @@
+"""One Lambda sandbox's runtime: backend, engine, SQS dispatcher and Lambda transport.
+
+Built lazily on the first invocation (cold start) and kept for warm ones. It owns one event loop
+(Lambda calls handlers synchronously; every entry point runs its coroutine to completion on that
+loop, so clients, connection pools and the registry cache survive between invocations) and waits
+for all background work (:meth:`invoker.engine.Engine.drain`) before returning, because the
+sandbox freezes as soon as the handler returns.
+
+The engine runs with ``run_locally=False``: runnable invocations go to the SQS work queue, except
+that a blocking ingress call runs its own invocation inline (``RESTATE_LAMBDA_INLINE_CALLS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from backends.api import Backend
+from infra.settings import AwsSettings
+from invoker.config import EngineConfig
+from invoker.dispatch import SqsDispatcher, schedule_upcoming
+from invoker.engine import RuntimeEngine
+from invoker.worker import work_batch
+from restate_lambda.clock import Clock, SystemClock
+
+log = logging.getLogger("restate_lambda.aws")
+
+_T = TypeVar("_T")
+
+#: How long a warm sandbox trusts its registry cache before re-reading it.
+REGISTRY_MAX_AGE_MS = 10_000
+#: The sweeper stops taking new batches after this long (its Lambda timeout is 60 s).
+SWEEP_BUDGET_S = 40.0
+
+
+class AwsRuntime:
+    """The engine and its clients for one Lambda sandbox.
+
+    Args:
+        settings: what to connect to.
+        clock: injected for tests (default: the system clock).
+        backend: an open backend (default: ``open_backend(settings.storage)``).
+        sqs_client: a boto3 SQS client (default: made from the settings).
+        config: engine settings (default: the ingress body limit from ``settings``).
+    """
+
+    def __init__(
+        self,
+        settings: AwsSettings,
+        *,
+        clock: Clock | None = None,
+        backend: Backend | None = None,
+        sqs_client: Any = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.loop = asyncio.new_event_loop()
+        self._backend = backend
+        self._sqs_client = sqs_client
+        self._config = config
+        self._engine: RuntimeEngine | None = None
+        self._started = False
+        self._owns_backend = backend is None
+        self._ingress: Any = None
+        self._ingress_app: Any = None
+        self._admin: Any = None
+        self._admin_app: Any = None
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def engine(self) -> RuntimeEngine:
+        """The engine (constructed on first use; no I/O)."""
+        if self._engine is None:
+            self._engine = self._build_engine()
+        return self._engine
+
+    def _build_engine(self) -> RuntimeEngine:
+        from backends.registry import open_backend
+        from invoker.lambda_transport import LambdaTransport
+        from invoker.transport import Transports
+
+        s = self.settings
+        backend = self._backend or open_backend(s.storage)
+        transports = Transports(
+            lambda_=LambdaTransport(
+                endpoint_url=s.lambda_endpoint_url,
+                sts_endpoint_url=s.sts_endpoint_url,
+                external_id=s.assume_role_external_id,
+            )
+        )
+        dispatcher = SqsDispatcher(
+            s.require_queue(),
+            self.clock,
+            client=self._sqs_client,
+            region=s.region,
+            endpoint_url=s.sqs_endpoint_url,
+        )
+        config = self._config or EngineConfig(max_body_bytes=s.max_body_bytes)
+        engine = RuntimeEngine(
+            backend, self.clock, transports, config, run_locally=False, dispatcher=dispatcher
+        )
+        engine.inline_calls = s.inline_calls
+        return engine
+
+    @property
+    def dispatcher(self) -> SqsDispatcher:
+        """The engine's SQS dispatcher."""
+        dispatcher = self.engine.dispatcher
+        assert isinstance(dispatcher, SqsDispatcher)
+        return dispatcher
+
+    async def ready(self) -> RuntimeEngine:
+        """The started engine, its registry no older than :data:`REGISTRY_MAX_AGE_MS`."""
+        engine = self.engine
+        if not self._started:
+            await engine.start()
+            self._started = True
+        else:
+            await engine.registry.refresh_if_stale(REGISTRY_MAX_AGE_MS)
+        return engine
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` to completion on this sandbox's loop (from synchronous handler code)."""
+        asyncio.set_event_loop(self.loop)
+        return self.loop.run_until_complete(coro)
+
+    # ------------------------------------------------------------------ ingress
+    def ingress(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Answer one API Gateway (HTTP API v2, REST v1) or Function URL event."""
+        if self._ingress is None:
+            from mangum import Mangum
+
+            asyncio.set_event_loop(self.loop)
+            self._ingress = Mangum(self._ingress_asgi, lifespan="off")
+        asyncio.set_event_loop(self.loop)
+        result: dict[str, Any] = self._ingress(event, context)
+        return result
+
+    async def _ingress_asgi(self, scope: Any, receive: Any, send: Any) -> None:
+        from ingress.ingress_app import create_ingress_app
+
+        engine = await self.ready()
+        if self._ingress_app is None:
+            self._ingress_app = create_ingress_app(
+                engine, max_body_bytes=self.settings.max_body_bytes
+            )
+        try:
+            await self._ingress_app(scope, receive, send)
+        finally:
+            await engine.drain()
+
+    # ------------------------------------------------------------------ worker
+    def worker(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Drive the invocations named by one SQS batch; report failed records for redelivery."""
+        return self.run(self._work(event))
+
+    async def _work(self, event: dict[str, Any]) -> dict[str, Any]:
+        engine = await self.ready()
+        result = await work_batch(engine, event.get("Records") or [])
+        if result.failed or result.dropped:
+            log.warning(
+                "worker batch: %d done, %d to redeliver, %d dropped",
+                result.done,
+                len(result.failed),
+                result.dropped,
+            )
+        return result.lambda_response()
+
+    # ------------------------------------------------------------------ sweeper
+    def sweeper(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Fire due timers and re-dispatch due work; schedule SQS wake-ups for what is near."""
+        return self.run(self.sweep())
+
+    async def sweep(self, budget_s: float = SWEEP_BUDGET_S) -> dict[str, Any]:
+        """One sweeper run (see :meth:`sweeper`)."""
+        engine = await self.ready()
+        started = time.monotonic()
+        swept = 0
+        while True:
+            n = await engine.tick()
+            swept += n
+            if n < engine.config.sweep_batch or time.monotonic() - started > budget_s:
+                break
+        scheduled = await schedule_upcoming(engine, self.settings.sweep_lookahead_ms)
+        await engine.drain()
+        return {"swept": swept, "scheduled": scheduled}
+
+    # ------------------------------------------------------------------ admin
+    def admin(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The admin API: HTTP events, CloudFormation custom resources, direct invocations."""
+        from infra.admin_events import handle_admin_event
+
+        return handle_admin_event(self, event, context)
+
+    def admin_http(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Answer an HTTP event with the admin API (Restate's port-9070 API)."""
+        if self._admin is None:
+            from mangum import Mangum
+
+            asyncio.set_event_loop(self.loop)
+            self._admin = Mangum(self._admin_asgi, lifespan="off")
+        asyncio.set_event_loop(self.loop)
+        result: dict[str, Any] = self._admin(event, context)
+        return result
+
+    async def _admin_asgi(self, scope: Any, receive: Any, send: Any) -> None:
+        from ingress.admin_app import create_admin_app
+
+        engine = await self.ready()
+        if self._admin_app is None:
+            self._admin_app = create_admin_app(engine)
+        try:
+            await self._admin_app(scope, receive, send)
+        finally:
+            await engine.drain()
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        """Close the engine, backend and loop (tests; a sandbox just goes away)."""
+        if self._engine is not None:
+            engine = self._engine
+            self.run(engine.close())
+            if self._owns_backend:
+                self.run(engine.backend.close())
+        self.loop.close()

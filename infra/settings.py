@@ -1,0 +1,110 @@
+"""Settings of the AWS Lambda entry points, read from environment variables.
+
+==========================================  =================================================
+``RESTATE_LAMBDA_STORAGE``                  storage URL (required), e.g.
+                                            ``dynamodb://TABLE?region=eu-west-1&bucket=BUCKET``
+``RESTATE_LAMBDA_QUEUE_URL``                SQS work queue (required by ingress, worker,
+                                            sweeper and admin: they dispatch through it)
+``AWS_REGION`` / ``AWS_DEFAULT_REGION``     region of the queue's client (Lambda sets it)
+``RESTATE_LAMBDA_MAX_BODY_BYTES``           largest ingress request body (default 4 MiB: an
+                                            API Gateway event carries at most 6 MB, base64)
+``RESTATE_LAMBDA_INLINE_CALLS``             ``1`` (default): a blocking ingress call runs its
+                                            invocation inside the ingress Lambda; ``0``:
+                                            through the queue like sends
+``RESTATE_LAMBDA_SWEEP_LOOKAHEAD_S``        the sweeper schedules SQS wake-ups for work due
+                                            within this many seconds (default 70)
+``RESTATE_LAMBDA_ASSUME_ROLE_EXTERNAL_ID``  ``ExternalId`` for deployments with an
+                                            assume-role ARN
+``RESTATE_LAMBDA_SQS_ENDPOINT_URL``,        endpoints for local testing (moto, the local
+``RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL``,     Invoke endpoint); unset on AWS
+``RESTATE_LAMBDA_STS_ENDPOINT_URL``
+``RESTATE_LAMBDA_LOG_LEVEL``                logging level (default ``INFO``)
+==========================================  =================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+#: Largest ingress body by default: an API Gateway / Function URL event is at most 6 MB and
+#: carries the body in base64 (4/3 larger) next to headers.
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSettings:
+    """Everything the Lambda entry points are configured with."""
+
+    storage: str
+    queue_url: str | None = None
+    region: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    inline_calls: bool = True
+    sweep_lookahead_ms: int = 70_000
+    assume_role_external_id: str | None = None
+    sqs_endpoint_url: str | None = None
+    lambda_endpoint_url: str | None = None
+    sts_endpoint_url: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
+        """Read the settings from ``env`` (default ``os.environ``).
+
+        Raises:
+            SettingsError: ``RESTATE_LAMBDA_STORAGE`` is missing, or a number is malformed.
+        """
+        env = os.environ if env is None else env
+
+        def opt(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: int) -> int:
+            raw = opt(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {value}")
+            return value
+
+        storage = opt("RESTATE_LAMBDA_STORAGE")
+        if storage is None:
+            raise SettingsError(
+                "RESTATE_LAMBDA_STORAGE is not set: give the storage URL, e.g. "
+                "dynamodb://TABLE?region=us-east-1&bucket=BUCKET"
+            )
+        inline = (opt("RESTATE_LAMBDA_INLINE_CALLS") or "1").lower()
+        return cls(
+            storage=storage,
+            queue_url=opt("RESTATE_LAMBDA_QUEUE_URL"),
+            region=opt("AWS_REGION") or opt("AWS_DEFAULT_REGION"),
+            max_body_bytes=number("RESTATE_LAMBDA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            inline_calls=inline not in ("0", "false", "no", "off"),
+            sweep_lookahead_ms=number("RESTATE_LAMBDA_SWEEP_LOOKAHEAD_S", 70) * 1000,
+            assume_role_external_id=opt("RESTATE_LAMBDA_ASSUME_ROLE_EXTERNAL_ID"),
+            sqs_endpoint_url=opt("RESTATE_LAMBDA_SQS_ENDPOINT_URL"),
+            lambda_endpoint_url=opt("RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL"),
+            sts_endpoint_url=opt("RESTATE_LAMBDA_STS_ENDPOINT_URL"),
+            log_level=(opt("RESTATE_LAMBDA_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def require_queue(self) -> str:
+        """The queue URL, or a clear error."""
+        if self.queue_url is None:
+            raise SettingsError(
+                "RESTATE_LAMBDA_QUEUE_URL is not set: the Lambda entry points dispatch work "
+                "through an SQS queue"
+            )
+        return self.queue_url

@@ -1,0 +1,48 @@
+"""Fixtures for the AWS topology tests: the local Lambda Invoke endpoint hosting handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.local_lambda import LocalLambda, restate_lambda_handler, restate_sdk_handler
+from tests.aws import handlers
+from tests.support.aws import aws_test_env, dynamodb_endpoint, s3_endpoint
+
+__all__ = ["dynamodb_endpoint", "s3_endpoint"]
+
+
+def _broken() -> Any:
+    def handler(event: Any, context: Any) -> Any:
+        raise RuntimeError("the function is broken")
+
+    return handler
+
+
+def _garbage() -> Any:
+    def handler(event: Any, context: Any) -> Any:
+        return {"not": "an envelope"}
+
+    return handler
+
+
+@pytest.fixture(scope="session")
+def local_lambda() -> Iterator[LocalLambda]:
+    """A local Invoke endpoint with functions ``sdk`` (official restate-sdk), ``ours``
+    (restate_lambda), ``broken`` (always raises) and ``garbage`` (answers a non-envelope)."""
+    aws_test_env()
+    with LocalLambda() as local:
+        local.add_function("sdk", restate_sdk_handler(handlers.SDK_SERVICES), versions=("1", "2"))
+        local.add_function("ours", restate_lambda_handler(handlers.OURS_SERVICES))
+        local.add_function("broken", _broken)
+        local.add_function("garbage", _garbage)
+        yield local
+
+
+@pytest.fixture(params=["sdk", "ours"])
+def function(request: pytest.FixtureRequest, local_lambda: LocalLambda) -> str:
+    """The versioned ARN of each SDK's handler function."""
+    name: str = request.param
+    return local_lambda.arn(name, "1")
