@@ -156,6 +156,16 @@ class Backend(Protocol):
         """
         ...
 
+    async def delete_items(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the items at ``keys`` (absent ones are ignored), without conditions.
+
+        Not atomic: an error may leave some deleted. Only for garbage, i.e. items that nothing
+        can write again once a conditional write fenced them off (the engine deletes a completed
+        invocation's record conditionally first, then its other items with this). Cheaper than
+        :meth:`write` on DynamoDB (a non-transactional BatchWriteItem: half the write units).
+        """
+        ...
+
     async def scan(self, pk_prefix: str, sk: str, *, limit: int | None = None) -> list[Item]:
         """All items whose pk starts with ``pk_prefix`` and whose sort key equals ``sk``.
 

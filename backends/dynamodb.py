@@ -675,6 +675,30 @@ class DynamoDbBackend:
                     delay = min(delay * 2, 1.0)
         return out
 
+    async def delete_items(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the items at ``keys`` with ``BatchWriteItem`` (25 a request, not atomic).
+
+        Offloaded blobs stay in S3 (content-addressed and possibly shared; see the TODO above).
+        """
+        for pk, sk in keys:
+            check_key(pk, sk)
+        if keys:
+            await self._run(self._delete_items_sync, list(keys))
+
+    def _delete_items_sync(self, keys: list[tuple[str, str]]) -> None:
+        for start in range(0, len(keys), 25):
+            requests = [
+                {"DeleteRequest": {"Key": _key(pk, sk)}} for pk, sk in keys[start : start + 25]
+            ]
+            pending: dict[str, Any] = {self.table: requests}
+            delay = 0.01
+            while pending:
+                page = self._api("batch_write_item", RequestItems=pending)
+                pending = page.get("UnprocessedItems") or {}
+                if pending:
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 1.0)
+
     async def scan(self, pk_prefix: str, sk: str, *, limit: int | None = None) -> list[Item]:
         """Items whose pk starts with ``pk_prefix`` and whose sort key is ``sk``, by pk.
 

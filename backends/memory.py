@@ -100,6 +100,11 @@ class MemoryBackend:
                 out.append(self._parts[pk].items[sk])
             return out
 
+    async def delete_items(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the items at ``keys``; absent ones are ignored."""
+        for pk, sk in keys:
+            await self.write([Delete(pk, sk)])
+
     async def scan(self, pk_prefix: str, sk: str, *, limit: int | None = None) -> list[Item]:
         """Items whose pk starts with ``pk_prefix`` and whose sort key is ``sk``, by pk."""
         check_key(pk_prefix, sk)

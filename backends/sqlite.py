@@ -313,6 +313,13 @@ class SqliteBackend:
             self._pending.append(_Request(ops, loop, future))
         await future
 
+    async def delete_items(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the items at ``keys``; absent ones are ignored (one transaction here)."""
+        for start in range(0, len(keys), self.max_batch_ops):
+            chunk = keys[start : start + self.max_batch_ops]
+            if chunk:
+                await self.write([Delete(pk, sk) for pk, sk in chunk])
+
     def _flush_inline(self) -> None:
         """Commit every write queued in this loop iteration as one group (inline writer)."""
         conn = self._inline_conn

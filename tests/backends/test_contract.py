@@ -153,6 +153,28 @@ class TestDelete:
         assert 1 == sum(r is None for r in results)
 
 
+class TestDeleteItems:
+    async def test_removes_present_and_ignores_absent(self, backend: Backend) -> None:
+        """delete_items removes every named item and ignores missing ones."""
+        for name in ("a", "b", "c"):
+            await backend.write([put(name)])
+        await backend.delete_items([("p", "a"), ("p", "c"), ("p", "missing"), ("q", "x")])
+        assert ["b"] == [i.sk for i in await backend.query("p")]
+
+    async def test_many_items_and_due_cleared(self, backend: Backend) -> None:
+        """delete_items handles more items than one request carries and clears the due index."""
+        names = [f"k{n:03d}" for n in range(60)]
+        for start in range(0, len(names), 20):
+            await backend.write([Put("p", n, b"v", due_ms=5) for n in names[start : start + 20]])
+        await backend.delete_items([("p", n) for n in names])
+        assert [] == await backend.query("p")
+        assert [] == await backend.due(10, 100)
+
+    async def test_empty(self, backend: Backend) -> None:
+        """delete_items of nothing is a no-op."""
+        await backend.delete_items([])
+
+
 class TestCheck:
     async def test_passing_check_lets_batch_apply(self, backend: Backend) -> None:
         """A Check on the current version fences a batch; the checked item is unchanged."""
