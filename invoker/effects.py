@@ -23,6 +23,7 @@ from restate_lambda.protocol.messages import MessageType as T
 
 if TYPE_CHECKING:
     from invoker.engine import Engine
+    from invoker.engine_core import EngineCore
 
 log = logging.getLogger("restate_lambda.effects")
 
@@ -262,7 +263,7 @@ async def _promise(engine: Engine, op: rec.PromiseOp) -> None:
     log.warning("promise %s/%s/%s: too much contention", op.service, op.key, op.name)
 
 
-async def release_lock(engine: Engine, service: str, key: str, holder: str | None) -> None:
+async def release_lock(engine: EngineCore, service: str, key: str, holder: str | None) -> None:
     """Pass the lock of ``service/key`` from ``holder`` to the next queued invocation.
 
     Idempotent: nothing happens unless ``holder`` still holds the lock. Queued invocations that
@@ -315,12 +316,12 @@ async def release_lock(engine: Engine, service: str, key: str, holder: str | Non
                 continue
             assert nxt is not None and meta is not None
             if claimed:
-                from invoker.engine import _Claimed
+                from invoker.engine_core import Claimed
                 from invoker.journal import decode_segment
 
                 seg = await engine.backend.get(keys.inv(nxt.id), keys.journal(0))
                 entries = decode_segment(seg.value) if seg else []
-                engine.dispatch(nxt.id, _Claimed(nxt, meta.version + 1, entries))
+                engine.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries))
             else:
                 engine.dispatch(nxt.id)
             return

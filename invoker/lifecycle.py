@@ -17,6 +17,7 @@ from invoker.journal import call_children, load_partition
 
 if TYPE_CHECKING:
     from invoker.engine import Engine
+    from invoker.engine_core import EngineCore
 
 log = logging.getLogger("restate_lambda.lifecycle")
 _inv_decoder = msgspec.msgpack.Decoder(rec.Invocation)
@@ -165,7 +166,7 @@ async def _purge(engine: Engine, inv: rec.Invocation) -> None:
     await purge_items(engine, inv, items)
 
 
-async def purge_items(engine: Engine, inv: rec.Invocation, items: list[Item]) -> None:
+async def purge_items(engine: EngineCore, inv: rec.Invocation, items: list[Item]) -> None:
     """Delete a completed invocation's records (and a finished workflow's state and promises).
 
     The record goes first, with a condition on its version: that fences the id off (a
