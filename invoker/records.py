@@ -47,7 +47,7 @@ class CallerRef(msgspec.Struct, array_like=True, frozen=True):
     completion_id: int
 
 
-class Invocation(msgspec.Struct, kw_only=True):
+class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The status record of one invocation (``inv/{id}`` / ``meta``)."""
 
     id: str

@@ -42,7 +42,8 @@ class Settling(EngineCore):
         ops: list[WriteOp] = []
         first_new = inv.journal_len
         if p.entries:
-            ops.append(Put(pk, keys.journal(first_new), encode_segment(p.entries)))
+            if not st.append_to_unsaved_journal(p.entries):
+                ops.append(Put(pk, keys.journal(first_new), encode_segment(p.entries)))
             inv.journal_len += len(p.entries)
             inv.commands_len += p.new_commands
             inv.last_stored_ms = now
