@@ -80,6 +80,10 @@ class Put:
     value: bytes
     expect: int | None = 0
     due_ms: int | None = None
+    #: A hint, honoured by backends with ``supports_expiry``: the item may be deleted by the
+    #: store at any time after this (DynamoDB TTL: free deletion, hours of lag). Reads may
+    #: return it until then; nothing else about the item changes.
+    expires_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,8 @@ class Backend(Protocol):
     max_value_bytes: int
     #: Most operations one atomic :meth:`write` accepts.
     max_batch_ops: int
+    #: Whether the store deletes items past ``Put.expires_ms`` by itself (DynamoDB TTL).
+    supports_expiry: bool
 
     async def get(self, pk: str, sk: str) -> Item | None:
         """Return the item, or ``None``. Strongly consistent."""

@@ -13,6 +13,7 @@ b      B     the value, inline (absent when offloaded)
 r      S     the S3 key of the offloaded value, ``blobs/{sha256}`` (instead of ``b``)
 d      N     ``due_ms``, only on items that have one
 ds     S     due shard ``due#{crc32(pk, sk) % DUE_SHARDS}``, present exactly when ``d`` is
+xt     N     ``Put.expires_ms`` in epoch seconds (rounded up): the table's TTL attribute
 =====  ====  ======================================================================
 
 **Keys.** DynamoDB compares string keys as UTF-8 bytes, which is the contract's order, but it
@@ -141,6 +142,8 @@ _THROTTLED = frozenset(
     }
 )
 _TXN_CONFLICT_ATTEMPTS: Final = 6
+#: The table's TTL attribute (epoch seconds): DynamoDB deletes expired items for free.
+TTL_ATTRIBUTE: Final = "xt"
 
 
 # -- layout ------------------------------------------------------------------------------------
@@ -402,6 +405,7 @@ class DynamoDbBackend:
     """
 
     max_batch_ops: int = MAX_BATCH_OPS
+    supports_expiry: bool = True
 
     def __init__(
         self,
@@ -810,6 +814,9 @@ class DynamoDbBackend:
                 if p.op.due_ms is not None:
                     attrs["d"] = {"N": str(p.op.due_ms)}
                     attrs["ds"] = {"S": due_shard(p.op.pk, p.op.sk)}
+                if p.op.expires_ms is not None:
+                    # TTL wants epoch seconds; round up so nothing goes before its time.
+                    attrs[TTL_ATTRIBUTE] = {"N": str(-(-p.op.expires_ms // 1000))}
                 p.attrs = attrs
         return prepared
 
@@ -984,7 +991,7 @@ def _add_upsert(request: dict[str, Any], p: _Prepared) -> None:
     values[":one"] = {"N": "1"}
     sets = ["v = if_not_exists(v, :zero) + :one"]
     removes: list[str] = []
-    for name in ("b", "r", "d", "ds"):
+    for name in ("b", "r", "d", "ds", TTL_ATTRIBUTE):
         if name in p.attrs:
             sets.append(f"{name} = :{name}")
             values[f":{name}"] = p.attrs[name]

@@ -34,6 +34,7 @@ class MemoryBackend:
 
     max_value_bytes: int = 64 * 1024 * 1024
     max_batch_ops: int = 10_000
+    supports_expiry: bool = False
 
     def __init__(self) -> None:
         """Create an empty store."""

@@ -128,6 +128,7 @@ class SqliteBackend:
 
     max_value_bytes: int = 64 * 1024 * 1024
     max_batch_ops: int = 10_000
+    supports_expiry: bool = False
 
     def __init__(
         self,

@@ -134,11 +134,7 @@ def invocations_list(
 @invocations_app.command("describe")
 def invocations_describe(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
     """Show one invocation and its journal."""
-    typer.echo(
-        json.dumps(
-            _admin("GET", f"{admin_url}/invocations/{invocation_id}"), indent=2
-        )
-    )
+    typer.echo(json.dumps(_admin("GET", f"{admin_url}/invocations/{invocation_id}"), indent=2))
 
 
 def _manage(action: str, invocation_id: str, admin_url: str) -> None:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from backends.dynamodb import (
+    TTL_ATTRIBUTE,
     DynamoDbSettings,
     make_clients,
     parse_url,
@@ -42,6 +43,7 @@ def table_definition(table_name: str | None = None) -> dict[str, Any]:
         "AttributeDefinitions": spec["AttributeDefinitions"],
         "KeySchema": spec["KeySchema"],
         "GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"],
+        "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
     }
     if table_name:
         properties = {"TableName": table_name, **properties}
@@ -74,12 +76,24 @@ def create_table(client: Any, table: str, *, timeout_s: float = 120.0) -> bool:
         if time.monotonic() > deadline:
             raise ProvisionError(f"table {table!r} not ACTIVE after {timeout_s:.0f} s")
         time.sleep(0.5)
+    enable_expiry(client, table)
     problems = table_mismatches(table, desc)
     if problems:
         raise ProvisionError(
             f"table {table!r} exists but does not have the expected layout: {'; '.join(problems)}"
         )
     return created
+
+
+def enable_expiry(client: Any, table: str) -> None:
+    """Turn on DynamoDB TTL on the backend's ``ttl`` attribute (idempotent)."""
+    status = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    client.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
 
 
 def create_bucket(client: Any, bucket: str, region: str | None) -> bool:

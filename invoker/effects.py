@@ -147,6 +147,12 @@ async def register_waiter(
 ) -> None:
     """Have ``target`` deliver its result to ``waiter`` (now, if it already completed)."""
     pk = keys.inv(target)
+    item = await engine.backend.get(pk, keys.META)
+    if item is not None and _inv_decoder.decode(item.value).status == rec.Status.COMPLETED:
+        await engine.deliver_completion(
+            waiter, msg_type, completion_id, _inv_decoder.decode(item.value).result
+        )
+        return  # no waiter item: it would outlive a record that expires in the store
     try:
         await engine.backend.write(
             [Put(pk, keys.waiter(waiter, completion_id), rec.encode(msg_type))]

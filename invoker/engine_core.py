@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import secrets
@@ -78,9 +79,19 @@ class Claimed:
     #: Writes that create the invocation, deferred to its first commit (see ``_submit``).
     unsaved: list[WriteOp] | None = None
 
-    def first_write(self, meta: WriteOp, ops: Sequence[WriteOp]) -> list[WriteOp]:
-        """``meta`` and ``ops``, preceded by the deferred creation writes the first time."""
+    def first_write(
+        self, meta: WriteOp, ops: Sequence[WriteOp], *, expires_ms: int | None = None
+    ) -> list[WriteOp]:
+        """``meta`` and ``ops``, preceded by the deferred creation writes the first time.
+
+        ``expires_ms`` stamps the record and the deferred writes with a store-side expiry.
+        """
         unsaved, self.unsaved = self.unsaved or [], None
+        if expires_ms is not None:
+            meta, *unsaved = [
+                dataclasses.replace(op, expires_ms=expires_ms) if isinstance(op, Put) else op
+                for op in (meta, *unsaved)
+            ]
         return [meta, *unsaved, *ops]
 
     def append_to_unsaved_journal(self, entries: list[Entry]) -> bool:

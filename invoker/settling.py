@@ -71,6 +71,7 @@ class Settling(EngineCore):
             ops.append(Put(pk, sk, rec.encode(effect), due_ms=now + self.config.recovery_grace_ms))
         inv.modified_ms = now
         cont = False
+        store_expiry: int | None = None
         if p.error is not None:
             if await self._fail_attempt(st, p.error, ops, stored=bool(p.entries)):
                 st.entries.extend(p.entries)
@@ -86,7 +87,14 @@ class Settling(EngineCore):
             inv.lease_owner = None
             inv.lease_until_ms = None
             inv.retry_count = 0
-            due: int | None = inv.expires_ms
+            # Completed in the commit that created it: everything it has is in this batch, so a
+            # store with item expiry (DynamoDB TTL) can drop it at retention's end for free;
+            # otherwise the sweeper purges it then.
+            if self.backend.supports_expiry and st.unsaved is not None:
+                store_expiry = inv.expires_ms
+                due: int | None = None
+            else:
+                due = inv.expires_ms
         elif p.suspension is not None:
             completions, signals, named = p.suspension
             inv.waiting_completions = completions
@@ -107,7 +115,9 @@ class Settling(EngineCore):
         else:  # pragma: no cover - process() guarantees a terminal message
             raise AssertionError("attempt without outcome")
         ops = st.first_write(
-            Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due), ops
+            Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due),
+            ops,
+            expires_ms=store_expiry,
         )
         handover: Claimed | str | None = None
         try:

@@ -460,3 +460,30 @@ async def test_single_write_colliding_with_a_transaction_is_retried() -> None:
         await backend2.write([Put("p", "a", b"1")])
     await backend.close()
     await backend2.close()
+
+
+# -- item expiry (TTL) -------------------------------------------------------------------------
+
+
+async def test_expiry_is_the_ttl_attribute(ddb: DynamoDbBackend) -> None:
+    """Put.expires_ms becomes the TTL attribute (``xt``, epoch seconds); a rewrite without it drops it."""
+    await ddb.write([Put("p", "a", b"v", expires_ms=1_700_000_000_001)])
+    assert {"N": "1700000001"} == _raw(ddb, "p", "a")["xt"]
+    await ddb.write([Put("p", "a", b"w", expect=1)])
+    assert "xt" not in _raw(ddb, "p", "a")
+    await ddb.write([Put("p", "a", b"x", expect=None, expires_ms=2_000)])
+    assert {"N": "2"} == _raw(ddb, "p", "a")["xt"]
+    await ddb.write([Put("p", "a", b"y", expect=None)])
+    assert "xt" not in _raw(ddb, "p", "a")
+
+
+def test_provisioning_enables_ttl(mocked: None) -> None:
+    """storage init turns TTL on for the ``xt`` attribute, as the SAM template declares."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    ttl = client.describe_time_to_live(TableName="unit-table")["TimeToLiveDescription"]
+    assert ("ENABLED", "xt") == (ttl["TimeToLiveStatus"], ttl["AttributeName"])
+    assert {"AttributeName": "xt", "Enabled": True} == table_definition()["Properties"][
+        "TimeToLiveSpecification"
+    ]
