@@ -466,7 +466,7 @@ async def test_single_write_colliding_with_a_transaction_is_retried() -> None:
 
 
 async def test_expiry_is_the_ttl_attribute(ddb: DynamoDbBackend) -> None:
-    """Put.expires_ms becomes the TTL attribute (``xt``, epoch seconds); a rewrite without it drops it."""
+    """Put.expires_ms becomes the TTL attribute (``xt``, epoch seconds); a rewrite drops it."""
     await ddb.write([Put("p", "a", b"v", expires_ms=1_700_000_000_001)])
     assert {"N": "1700000001"} == _raw(ddb, "p", "a")["xt"]
     await ddb.write([Put("p", "a", b"w", expect=1)])
