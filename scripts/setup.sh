@@ -17,7 +17,16 @@ if [[ ! -f "$stamp" ]]; then
 fi
 if [[ "${SKIP_TOOLS:-0}" != "1" ]]; then
   bash scripts/install_tools.sh
-  if [[ -f scripts/dynamodb_local.sh ]]; then
-    bash scripts/dynamodb_local.sh install
+  bash scripts/dynamodb_local.sh install
+  # AWS SAM CLI in its own venv (its pins fight the runtime's): `sam validate --lint` and
+  # `sam build` run offline; `sam build` wants a python3.12 for the Lambda runtime.
+  if [[ ! -x .tools/sam-venv/bin/sam ]]; then
+    py312="$(command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || true)"
+    if [[ -n "$py312" ]]; then
+      "$py312" -m venv .tools/sam-venv
+      .tools/sam-venv/bin/python -m pip install -q --disable-pip-version-check "aws-sam-cli==1.170.0"
+    else
+      echo "setup.sh: no python3.12 found; the sam validate/build tests will be skipped" >&2
+    fi
   fi
 fi
