@@ -21,7 +21,14 @@ if [[ "${SKIP_TOOLS:-0}" != "1" ]]; then
   # AWS SAM CLI in its own venv (its pins fight the runtime's): `sam validate --lint` and
   # `sam build` run offline; `sam build` wants a python3.12 for the Lambda runtime.
   if [[ ! -x .tools/sam-venv/bin/sam ]]; then
-    py312="$(command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || true)"
+    py312=""
+    for candidate in /root/.pyenv/versions/3.12*/bin/python3.12 "$(command -v python3.12 || true)"; do
+      # a pyenv shim may exist and still refuse to run: try each candidate
+      if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" -c "pass" 2>/dev/null; then
+        py312="$candidate"
+        break
+      fi
+    done
     if [[ -n "$py312" ]]; then
       "$py312" -m venv .tools/sam-venv
       .tools/sam-venv/bin/python -m pip install -q --disable-pip-version-check "aws-sam-cli==1.170.0"
