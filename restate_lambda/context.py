@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, get_type_hints, overload
 
 from restate_lambda.awaitables import Failure
 from restate_lambda.futures import (
@@ -469,10 +468,10 @@ class WorkflowContext(_PromiseMixin, ObjectContext):
 
 def _return_hint(action: Any) -> Any:
     try:
-        ret = inspect.signature(action, eval_str=True).return_annotation
-    except (TypeError, ValueError, NameError):
+        target = action.func if isinstance(action, functools.partial) else action
+        return get_type_hints(target).get("return")
+    except (TypeError, ValueError, NameError, AttributeError):
         return None
-    return None if ret is inspect.Signature.empty else ret
 
 
 def context_class(service_kind: str, handler_kind: str | None) -> type[Context]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from restate_lambda.options import InvocationRetryPolicy
 from restate_lambda.serde import DefaultSerde, Serde
@@ -88,8 +88,7 @@ def make_handler(
     options: HandlerOptions,
 ) -> Handler:
     """Inspect ``fn`` and build its :class:`Handler` (attached to ``fn`` for typed calls)."""
-    sig = inspect.signature(fn, eval_str=True)
-    params = list(sig.parameters.values())
+    params, hints = signature_of(fn)
     if not params:
         raise ValueError(f"handler {fn.__name__} must take the context as first parameter")
     h = Handler(
@@ -102,18 +101,18 @@ def make_handler(
         output_serde=output_serde,
         accept=accept,
         content_type=content_type,
-        description=inspect.getdoc(fn),
+        description=_cleandoc(fn.__doc__),
         options=options,
     )
     if len(params) == 1:
         h.void_input = True
     else:
-        ann = params[-1].annotation
-        h.optional_input, h.input_type = core_type(None if ann is inspect.Parameter.empty else ann)
+        ann = hints.get(params[-1], _MISSING)
+        h.optional_input, h.input_type = core_type(None if ann is _MISSING else ann)
         if isinstance(input_serde, DefaultSerde):
             h.input_serde = DefaultSerde(h.input_type)
-    ret = sig.return_annotation
-    if ret is None or ret is inspect.Signature.empty or ret is type(None):
+    ret = hints.get("return", _MISSING)
+    if ret is None or ret is _MISSING or ret is type(None):
         h.void_output = True
     else:
         h.optional_output, h.output_type = core_type(ret)
@@ -129,3 +128,35 @@ def handler_from_callable(fn: Any) -> Handler:
     if h is None:
         raise ValueError(f"{fn!r} is not a Restate handler (decorate it with @svc.handler())")
     return h  # type: ignore[no-any-return]
+
+
+#: An absent annotation (``inspect`` is not imported: it costs several ms at cold start).
+_MISSING: Any = object()
+
+
+def signature_of(fn: Callable[..., Any]) -> tuple[list[str], dict[str, Any]]:
+    """Positional parameter names of ``fn`` and its evaluated type hints.
+
+    Raises:
+        TypeError: ``fn`` is not a plain Python function.
+        NameError: a string annotation does not resolve.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise TypeError(f"{fn!r} is not a Python function")
+    names = list(code.co_varnames[: code.co_argcount])
+    return names, get_type_hints(fn)
+
+
+def _cleandoc(doc: str | None) -> str | None:
+    """``inspect.cleandoc``: strip the indentation of a docstring."""
+    if not doc:
+        return None
+    lines = doc.expandtabs().splitlines()
+    margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()), default=0)
+    cleaned = [lines[0].strip(), *(line[margin:].rstrip() for line in lines[1:])]
+    while cleaned and not cleaned[-1]:
+        cleaned.pop()
+    while cleaned and not cleaned[0]:
+        cleaned.pop(0)
+    return "\n".join(cleaned) or None
