@@ -10,6 +10,8 @@ Derivation makes a duplicate a create-if-absent conflict, which turns into a rea
 
 from __future__ import annotations
 
+import functools
+
 from restate_lambda.protocol.ids import AwakeableId, InvocationId
 
 
@@ -33,8 +35,10 @@ def child_invocation_id(parent: str, command_index: int) -> str:
     return str(InvocationId.derive("child", parent, str(command_index)))
 
 
+@functools.lru_cache(maxsize=4096)
 def invocation_id_bytes(invocation_id: str) -> bytes:
-    """The raw bytes sent as ``StartMessage.id`` (awakeable ids embed them)."""
+    """The raw bytes sent as ``StartMessage.id`` (awakeable ids embed them); cached, since an
+    invocation's attempts ask for them again."""
     return InvocationId.parse(invocation_id).to_bytes()
 
 
