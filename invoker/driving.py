@@ -380,7 +380,7 @@ class Driving(Settling):
         async with self._key_lock(inv.service, inv.key):
             for _ in range(100):
                 now = self.clock.now_ms()
-                item = await self.backend.get(opk, keys.LOCK)
+                item = await self._read_lock(opk)
                 lock = _lock_decoder.decode(item.value) if item else rec.LockRecord()
                 version = item.version if item else 0
                 extra: list[WriteOp] = []
@@ -394,11 +394,11 @@ class Driving(Settling):
                     extra.append(Put(opk, keys.inbox(lock.tail), inv.id.encode()))
                     lock.tail += 1
                 meta = Put(pk, keys.META, rec.encode(inv), expect=meta_version, due_ms=due)
+                lock_put = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
                 try:
-                    await self.backend.write(
-                        [meta, *ops, Put(opk, keys.LOCK, rec.encode(lock), expect=version), *extra]
-                    )
+                    await self.backend.write([meta, *ops, lock_put, *extra])
                 except ConflictError as exc:
+                    self._forget_lock(opk)
                     if meta_version:
                         current = await self.backend.get(pk, keys.META)
                         if current is None or current.version != meta_version:
@@ -407,6 +407,7 @@ class Driving(Settling):
                     if exc.index == 0 or await self.backend.get(pk, keys.META) is not None:
                         return await self._existing(inv.id), False
                     continue
+                self._wrote_lock(lock_put)
                 if claimed:
                     self.dispatch(inv.id, Claimed(inv, meta_version + 1, entries))
                 elif inv.status == rec.Status.READY:

@@ -277,57 +277,62 @@ async def release_lock(engine: EngineCore, service: str, key: str, holder: str |
     """
     opk = keys.obj(service, key)
     async with engine._key_lock(service, key):
-        for _ in range(1000):
-            item = await engine.backend.get(opk, keys.LOCK)
-            if item is None:
-                return
-            lock = _lock_decoder.decode(item.value)
-            if lock.holder != holder:
-                return
-            if lock.head >= lock.tail:
-                lock.holder = None
-                try:
-                    await engine.backend.write(
-                        [Put(opk, keys.LOCK, rec.encode(lock), expect=item.version)]
+        # This path reads and writes the record without the engine's cache.
+        engine._forget_lock(opk)
+        try:
+            for _ in range(1000):
+                item = await engine.backend.get(opk, keys.LOCK)
+                if item is None:
+                    return
+                lock = _lock_decoder.decode(item.value)
+                if lock.holder != holder:
+                    return
+                if lock.head >= lock.tail:
+                    lock.holder = None
+                    try:
+                        await engine.backend.write(
+                            [Put(opk, keys.LOCK, rec.encode(lock), expect=item.version)]
+                        )
+                    except ConflictError:
+                        continue
+                    return
+                q = await engine.backend.get(opk, keys.inbox(lock.head))
+                next_id = q.value.decode() if q is not None else None
+                ops: list[WriteOp] = []
+                if q is not None:
+                    ops.append(Delete(opk, q.sk, expect=q.version))
+                lock.head += 1
+                meta = await engine.backend.get(keys.inv(next_id), keys.META) if next_id else None
+                nxt = _inv_decoder.decode(meta.value) if meta else None
+                claimed = None
+                if meta is not None and nxt is not None and nxt.status == rec.Status.INBOXED:
+                    lock.holder = nxt.id
+                    now = engine.clock.now_ms()
+                    nxt.status, due, is_claimed = engine._initial_run_status(nxt, now)
+                    ops.append(
+                        Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due)
                     )
+                    claimed = is_claimed
+                else:
+                    lock.holder = None  # skip a queued invocation that already completed
+                ops.insert(0, Put(opk, keys.LOCK, rec.encode(lock), expect=item.version))
+                try:
+                    await engine.backend.write(ops)
                 except ConflictError:
                     continue
-                return
-            q = await engine.backend.get(opk, keys.inbox(lock.head))
-            next_id = q.value.decode() if q is not None else None
-            ops: list[WriteOp] = []
-            if q is not None:
-                ops.append(Delete(opk, q.sk, expect=q.version))
-            lock.head += 1
-            meta = await engine.backend.get(keys.inv(next_id), keys.META) if next_id else None
-            nxt = _inv_decoder.decode(meta.value) if meta else None
-            claimed = None
-            if meta is not None and nxt is not None and nxt.status == rec.Status.INBOXED:
-                lock.holder = nxt.id
-                now = engine.clock.now_ms()
-                nxt.status, due, is_claimed = engine._initial_run_status(nxt, now)
-                ops.append(
-                    Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due)
-                )
-                claimed = is_claimed
-            else:
-                lock.holder = None  # skip a queued invocation that already completed
-            ops.insert(0, Put(opk, keys.LOCK, rec.encode(lock), expect=item.version))
-            try:
-                await engine.backend.write(ops)
-            except ConflictError:
-                continue
-            if lock.holder is None:
-                holder = None
-                continue
-            assert nxt is not None and meta is not None
-            if claimed:
-                from invoker.engine_core import Claimed
-                from invoker.journal import decode_segment
+                if lock.holder is None:
+                    holder = None
+                    continue
+                assert nxt is not None and meta is not None
+                if claimed:
+                    from invoker.engine_core import Claimed
+                    from invoker.journal import decode_segment
 
-                seg = await engine.backend.get(keys.inv(nxt.id), keys.journal(0))
-                entries = decode_segment(seg.value) if seg else []
-                engine.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries))
-            else:
-                engine.dispatch(nxt.id)
-            return
+                    seg = await engine.backend.get(keys.inv(nxt.id), keys.journal(0))
+                    entries = decode_segment(seg.value) if seg else []
+                    engine.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries))
+                else:
+                    engine.dispatch(nxt.id)
+                return
+        finally:
+            engine._forget_lock(opk)

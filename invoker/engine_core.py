@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from backends.api import Backend, ConflictError, Delete, Put, WriteOp
+from backends.api import Backend, ConflictError, Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.api import (
@@ -137,6 +137,7 @@ class EngineCore:
         self._rerun: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._key_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[str, Item] = {}
         self._attempt_slots = asyncio.Semaphore(self.config.max_concurrent_attempts)
         self._kick = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
@@ -251,6 +252,28 @@ class EngineCore:
         if item is None:  # purged between the conflict and this read: extremely unlikely
             raise ConflictingRequestError("the invocation was concurrently purged; retry")
         return msgspec.msgpack.decode(item.value, type=rec.Invocation)
+
+    async def _read_lock(self, opk: str) -> Item | None:
+        """A virtual object's lock record, from the cache of the last one this engine wrote.
+
+        The cache only saves reads: every write of the record is a compare-and-set, and a
+        conflict drops the cached copy (:meth:`_forget_lock`) before the writer retries.
+        """
+        item = self._locks.get(opk)
+        if item is None:
+            item = await self.backend.get(opk, keys.LOCK)
+        return item
+
+    def _wrote_lock(self, put: Put) -> None:
+        """Remember a lock record this engine just committed with ``put``."""
+        if len(self._locks) > 10_000:
+            self._locks.clear()
+        version = (put.expect or 0) + 1
+        self._locks[put.pk] = Item(put.pk, put.sk, put.value, version)
+
+    def _forget_lock(self, opk: str) -> None:
+        """Drop a cached lock record (after a conflict, or a write that bypassed the cache)."""
+        self._locks.pop(opk, None)
 
     def _key_lock(self, service: str, key: str) -> asyncio.Lock:
         lock = self._key_locks.get((service, key))

@@ -173,12 +173,17 @@ class Settling(EngineCore):
             if release is None:
                 break
             release_ops, handover = release
+            opk = keys.obj(inv.service, inv.key)
             try:
                 await self.backend.write([*ops, *release_ops])
             except ConflictError as exc:
+                self._forget_lock(opk)
                 if exc.index is not None and exc.index >= base:
                     continue  # the lock moved (another process enqueued): read it again
                 raise
+            for op in release_ops:
+                if isinstance(op, Put) and op.sk == keys.LOCK:
+                    self._wrote_lock(op)
             return handover
         effect = rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
         sk = keys.outbox(inv.journal_len * 1000 + 999)
@@ -197,7 +202,7 @@ class Settling(EngineCore):
         None when the hand-over needs the slow path (the next entry already completed).
         """
         opk = keys.obj(service, key)
-        item = await self.backend.get(opk, keys.LOCK)
+        item = await self._read_lock(opk)
         if item is None:
             return [], None
         lock = _lock_decoder.decode(item.value)
