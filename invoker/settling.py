@@ -203,11 +203,17 @@ class Settling(EngineCore):
         """
         opk = keys.obj(service, key)
         item = await self._read_lock(opk)
-        if item is None:
-            return [], None
-        lock = _lock_decoder.decode(item.value)
-        if lock.holder != holder:
-            return [], None
+        lock = _lock_decoder.decode(item.value) if item is not None else None
+        if lock is None or lock.holder != holder:
+            # Deciding to write nothing must not rest on a cached copy: read the record.
+            self._forget_lock(opk)
+            item = await self.backend.get(opk, keys.LOCK)
+            if item is None:
+                return [], None
+            lock = _lock_decoder.decode(item.value)
+            if lock.holder != holder:
+                return [], None
+        assert item is not None
         if lock.head >= lock.tail:
             lock.holder = None
             return [Put(opk, keys.LOCK, rec.encode(lock), expect=item.version)], None
