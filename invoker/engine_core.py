@@ -404,6 +404,16 @@ class EngineCore:
         journal = pick("journal_retention_ms")
         return journal if journal is not None else self.config.journal_retention_ms
 
+    def _mark_completed(self, inv: rec.Invocation, result: rec.Result, now: int) -> None:
+        """Turn ``inv`` into a completed record with ``result``, kept for its retention."""
+        inv.status = rec.Status.COMPLETED
+        inv.result = result
+        inv.completed_ms = now
+        inv.modified_ms = now
+        inv.expires_ms = now + self._retention_ms(inv)
+        inv.lease_owner = None
+        inv.lease_until_ms = None
+
     def _output_content_type(self, inv: rec.Invocation, value: bytes) -> str | None:
         found = self.registry.handler(inv.service, inv.handler)
         if found is None:

@@ -106,13 +106,7 @@ async def _terminate(
         )
     )
     now = engine.clock.now_ms()
-    inv.status = rec.Status.COMPLETED
-    inv.result = rec.Result(failure=failure)
-    inv.completed_ms = now
-    inv.modified_ms = now
-    inv.expires_ms = now + engine._retention_ms(inv)
-    inv.lease_owner = None
-    inv.lease_until_ms = None
+    engine._mark_completed(inv, rec.Result(failure=failure), now)
     await engine.backend.write(
         [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=inv.expires_ms)]
     )

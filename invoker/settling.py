@@ -79,13 +79,8 @@ class Settling(EngineCore):
             return None
         if completed:
             assert p.output is not None
-            inv.status = rec.Status.COMPLETED
-            inv.result = p.output
-            inv.completed_ms = now
+            self._mark_completed(inv, p.output, now)
             inv.output_content_type = self._output_content_type(inv, p.output.value or b"")
-            inv.expires_ms = now + self._retention_ms(inv)
-            inv.lease_owner = None
-            inv.lease_until_ms = None
             inv.retry_count = 0
             # Completed in the commit that created it: everything it has is in this batch, so a
             # store with item expiry (DynamoDB TTL) can drop it at retention's end for free;
@@ -316,12 +311,7 @@ class Settling(EngineCore):
     ) -> bool:
         inv = st.inv
         now = self.clock.now_ms()
-        inv.status = rec.Status.COMPLETED
-        inv.result = rec.Result(failure=failure)
-        inv.completed_ms = now
-        inv.expires_ms = now + self._retention_ms(inv)
-        inv.lease_owner = None
-        inv.lease_until_ms = None
+        self._mark_completed(inv, rec.Result(failure=failure), now)
         effects: list[rec.Effect] = []
         if inv.key is not None and inv.handler_kind == "exclusive":
             effects.append(
