@@ -27,6 +27,14 @@ def check_key(pk: str, sk: str) -> None:
             raise ValueError(f"{name} {key!r} is not valid UTF-8 (lone surrogate?)") from e
 
 
+def check_query(pk: str, prefix: str, after: str | None, limit: int | None) -> None:
+    """Validate the arguments of ``Backend.query`` (every backend checks them alike)."""
+    check_key(pk, prefix)
+    if after is not None:
+        check_key(pk, after)
+    check_limit(limit)
+
+
 def validate_batch(ops: Sequence[WriteOp], *, max_ops: int, max_value_bytes: int) -> None:
     """Check a batch against the contract's shape rules without looking at storage.
 

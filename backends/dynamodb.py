@@ -94,7 +94,13 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from backends._batch import check_key, check_limit, prefix_upper_bound, validate_batch
+from backends._batch import (
+    check_key,
+    check_limit,
+    check_query,
+    prefix_upper_bound,
+    validate_batch,
+)
 from backends.api import (
     BackendError,
     BackendUnavailableError,
@@ -544,10 +550,7 @@ class DynamoDbBackend:
         reverse: bool = False,
     ) -> list[Item]:
         """Items of ``pk`` whose sort key starts with ``prefix``, in sort-key order."""
-        check_key(pk, prefix)
-        if after is not None:
-            check_key(pk, after)
-        check_limit(limit)
+        check_query(pk, prefix, after, limit)
         if limit == 0:
             return []
         return await self._run(self._query_sync, pk, prefix, after, limit, reverse)

@@ -19,7 +19,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backends._batch import check_key, check_limit, prefix_upper_bound, validate_batch
+from backends._batch import (
+    check_key,
+    check_limit,
+    check_query,
+    prefix_upper_bound,
+    validate_batch,
+)
 from backends.api import Check, ConflictError, Delete, Item, Put, WriteOp
 
 
@@ -64,8 +70,7 @@ class MemoryBackend:
         reverse: bool = False,
     ) -> list[Item]:
         """Items of ``pk`` whose sort key starts with ``prefix``, in sort-key order."""
-        check_key(pk, prefix)
-        check_limit(limit)
+        check_query(pk, prefix, after, limit)
         await self._yield()
         with self._lock:
             part = self._parts.get(pk)

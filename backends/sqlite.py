@@ -61,7 +61,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from backends._batch import check_key, check_limit, prefix_upper_bound, validate_batch
+from backends._batch import (
+    check_key,
+    check_limit,
+    check_query,
+    prefix_upper_bound,
+    validate_batch,
+)
 from backends.api import (
     BackendError,
     BackendUnavailableError,
@@ -240,10 +246,7 @@ class SqliteBackend:
         reverse: bool = False,
     ) -> list[Item]:
         """Items of ``pk`` whose sort key starts with ``prefix``, in sort-key order."""
-        check_key(pk, prefix)
-        if after is not None:
-            check_key(pk, after)
-        check_limit(limit)
+        check_query(pk, prefix, after, limit)
         if limit == 0:
             return []
         where = ["pk = ?"]
