@@ -185,7 +185,11 @@ class AwsRuntime:
             swept += n
             if n < engine.config.sweep_batch or time.monotonic() - started > budget_s:
                 break
-        scheduled = await schedule_upcoming(engine, self.settings.sweep_lookahead_ms)
+        scheduled = 0
+        if engine.dispatcher is not None:
+            scheduled = await schedule_upcoming(
+                engine.backend, engine.clock, engine.dispatcher, self.settings.sweep_lookahead_ms
+            )
         await engine.drain()
         return {"swept": swept, "scheduled": scheduled}
 

@@ -94,9 +94,13 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
         if check is not None:
             await check()  # an unreachable store is a clear error now, not a traceback later
         await engine.start()
-        recovered = await engine.recover_orphans()
-        if recovered:
-            log.info("recovered %d invocation(s) left running by a previous process", recovered)
+        if storage is None:
+            # The default store lives in the data directory this process holds locked: nobody
+            # else runs its invocations, so whatever was running belongs to a dead process.
+            # A store named with --storage may be shared: there leases expire instead.
+            recovered = await engine.recover_orphans()
+            if recovered:
+                log.info("recovered %d invocation(s) left running by a previous process", recovered)
         timers = asyncio.ensure_future(engine.run_timer_loop())
         try:
             yield engine

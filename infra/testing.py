@@ -55,10 +55,10 @@ class TestEnvironment:
         """Let every in-flight attempt, effect and due timer run to quiescence."""
         for _ in range(rounds):
             await self.engine.tick()
-            tasks = [*self.engine._drivers.values(), *self.engine._background]
+            tasks = self.engine.pending()
             if not tasks:
                 await asyncio.sleep(0)
-                if not self.engine._drivers and not self.engine._background:
+                if not self.engine.pending():
                     return
                 continue
             await asyncio.wait(tasks, timeout=5)

@@ -12,7 +12,12 @@ class EngineConfig:
     """Tunables of the engine; defaults follow Restate 1.7 where it has one."""
 
     max_body_bytes: int = 32 * 1024 * 1024
-    lease_ms: int = 3 * 60_000  # how long an attempt owns an invocation before others may take it
+    #: Largest response body read from a deployment (a bigger one fails the attempt).
+    max_response_bytes: int = 32 * 1024 * 1024
+    #: Time an attempt's lease outlives the attempt's own timeout: covers the commit after the
+    #: deployment answered and clock skew between engines. The lease is the attempt's timeout
+    #: plus this, so an engine never runs an attempt past its lease.
+    lease_margin_ms: int = 30_000
     attempt_timeout_s: float = 120.0  # inactivity + abort timeout of one request-response attempt
     recovery_grace_ms: int = 10_000  # delay before the sweeper retries work a crash may have left
     idempotency_retention_ms: int = DAY_MS
@@ -21,3 +26,13 @@ class EngineConfig:
     max_concurrent_attempts: int = 512
     sweep_batch: int = 256
     sweep_interval_s: float = 1.0
+    #: Outbox items: first retry after this, doubling up to ``outbox_max_backoff_ms``; dead
+    #: (kept, listed by the admin API, no longer retried) after ``max_outbox_tries`` failures.
+    outbox_initial_backoff_ms: int = 1_000
+    outbox_max_backoff_ms: int = 10 * 60_000
+    max_outbox_tries: int = 20
+    #: Transient storage errors: a write is retried this many times before the operation fails.
+    write_retries: int = 3
+    write_retry_delay_s: float = 0.05
+    #: How often an engine checks the store for deployments registered by other engines.
+    registry_refresh_ms: int = 2_000

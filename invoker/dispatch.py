@@ -22,29 +22,19 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final
 
+from backends.api import Backend
+from invoker import keys
+from invoker import records as rec
+from invoker.ports import Dispatcher
+from invoker.store import decode_invocation
 from restate_lambda.clock import Clock
-
-if TYPE_CHECKING:
-    from invoker.engine import Engine
 
 log = logging.getLogger("restate_lambda.dispatch")
 
 #: SQS's longest ``DelaySeconds``.
 MAX_DELAY_S: Final = 900
-
-
-class Dispatcher(Protocol):
-    """Hands invocations to whichever process will drive them."""
-
-    async def dispatch(self, inv_id: str) -> None:
-        """Have ``inv_id`` driven as soon as possible."""
-        ...
-
-    async def schedule(self, inv_id: str, due_ms: int) -> None:
-        """Have ``inv_id`` looked at again at ``due_ms`` (may do nothing if too far ahead)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,33 +148,27 @@ class SqsDispatcher:
         self.sent += 1
 
 
-async def schedule_upcoming(engine: Engine, horizon_ms: int, limit: int = 256) -> int:
+async def schedule_upcoming(
+    backend: Backend, clock: Clock, dispatcher: Dispatcher, horizon_ms: int, limit: int = 256
+) -> int:
     """Give the dispatcher a delayed wake-up for every invocation due within ``horizon_ms``.
 
     The scheduled sweeper runs once a minute; this makes work that became due-soon since it was
     written (a long sleep nearing its end) wake on the second rather than on the next sweep.
     Returns how many invocations were scheduled.
     """
-    if engine.dispatcher is None:
-        return 0
-    now = engine.clock.now_ms()
-    items = await engine.backend.due(now + horizon_ms, limit)
-    from invoker import keys
-    from invoker import records as rec
-
+    now = clock.now_ms()
+    items = await backend.due(now + horizon_ms, limit)
     soonest: dict[str, int] = {}
     for item in items:
         if item.due_ms is None or item.due_ms <= now or not item.pk.startswith(keys.INV_PREFIX):
             continue
-        if item.sk == keys.META:
-            status = rec.decode(item.value, rec.Invocation).status
-            if status not in (rec.Status.SCHEDULED, rec.Status.BACKING_OFF):
-                continue  # lease expiry and retention purges are the sweeper's own business
-        elif not item.sk.startswith(keys.TIMER_PREFIX):
-            continue  # outbox recovery: the sweeper's too
+        if item.sk != keys.META:
+            continue  # notifications, waiters and outbox recovery: the sweeper's own business
+        status = decode_invocation(item.value).status
+        if status not in (rec.Status.SCHEDULED, rec.Status.BACKING_OFF, rec.Status.SUSPENDED):
+            continue  # lease expiry and retention purges are the sweeper's too
         inv_id = item.pk[len(keys.INV_PREFIX) :]
         soonest[inv_id] = min(item.due_ms, soonest.get(inv_id, item.due_ms))
-    await asyncio.gather(
-        *(engine.dispatcher.schedule(inv_id, due) for inv_id, due in soonest.items())
-    )
+    await asyncio.gather(*(dispatcher.schedule(inv_id, due) for inv_id, due in soonest.items()))
     return len(soonest)

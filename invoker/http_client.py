@@ -58,8 +58,13 @@ class HttpClient:
         headers: dict[str, str],
         body: bytes = b"",
         timeout: float = 60.0,
+        max_body: int | None = None,
     ) -> HttpResponse:
-        """Send one request and return the complete response."""
+        """Send one request and return the complete response.
+
+        ``max_body``: a response body longer than this fails the request (nothing more of it is
+        read; the connection is closed).
+        """
         parts = urlsplit(url)
         scheme = parts.scheme or "http"
         host = parts.hostname or "127.0.0.1"
@@ -80,7 +85,7 @@ class HttpClient:
                 for _ in range(3):
                     conn = await self._acquire(origin)
                     try:
-                        response, keep = await self._exchange(conn, payload, method)
+                        response, keep = await self._exchange(conn, payload, method, max_body)
                     except _StaleConnectionError:
                         conn.close()
                         continue
@@ -123,7 +128,7 @@ class HttpClient:
             conn.close()
 
     async def _exchange(
-        self, conn: _Conn, payload: bytes, method: str
+        self, conn: _Conn, payload: bytes, method: str, max_body: int | None
     ) -> tuple[HttpResponse, bool]:
         conn.writer.write(payload)
         await conn.writer.drain()
@@ -147,12 +152,16 @@ class HttpClient:
         keep = headers.get("connection", "").lower() != "close" and pieces[0] != "HTTP/1.0"
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return HttpResponse(status, headers, b""), keep
+        limit = max_body if max_body is not None else 1 << 62
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await _read_chunked(conn.reader)
+            body = await _read_chunked(conn.reader, limit)
         elif "content-length" in headers:
-            body = await conn.reader.readexactly(int(headers["content-length"]))
+            length = int(headers["content-length"])
+            _check_size(length, limit)
+            body = await conn.reader.readexactly(length)
         else:
-            body = await conn.reader.read()
+            body = await conn.reader.read(limit + 1)
+            _check_size(len(body), limit)
             keep = False
         return HttpResponse(status, headers, body), keep
 
@@ -164,8 +173,18 @@ class HttpClient:
         self._idle.clear()
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+class ResponseTooLargeError(ValueError):
+    """The response body is over the caller's limit."""
+
+
+def _check_size(length: int, limit: int) -> None:
+    if length > limit:
+        raise ResponseTooLargeError(f"response body of {length} bytes is over the limit of {limit}")
+
+
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
+    total = 0
     while True:
         size_line = await reader.readuntil(b"\r\n")
         size = int(size_line.split(b";", 1)[0].strip(), 16)
@@ -173,5 +192,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":
                 pass  # trailers
             return b"".join(chunks)
+        total += size
+        _check_size(total, limit)
         chunks.append(await reader.readexactly(size))
         await reader.readexactly(2)

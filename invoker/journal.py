@@ -43,7 +43,6 @@ class Loaded:
     pending: list[tuple[Item, rec.PendingNotification]] = field(default_factory=list)
     outbox: list[Item] = field(default_factory=list)
     waiters: list[Item] = field(default_factory=list)
-    timers: list[Item] = field(default_factory=list)
 
 
 def load_partition(items: list[Item]) -> Loaded | None:
@@ -63,8 +62,6 @@ def load_partition(items: list[Item]) -> Loaded | None:
             loaded.outbox.append(item)
         elif sk.startswith(keys.WAITER_PREFIX):
             loaded.waiters.append(item)
-        elif sk.startswith(keys.TIMER_PREFIX):
-            loaded.timers.append(item)
     loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
     return loaded
 

@@ -6,13 +6,13 @@ query:
 * ``j/{first_index:010d}``  a journal segment (entries appended by one commit)
 * ``meta``                  the :class:`~invoker.records.Invocation` record (CAS; due = next run)
 * ``n/{kind}/{id}``         a notification waiting to enter the journal (create-if-absent)
-* ``o/{index:010d}``        an outbox effect to apply after a commit (due = recovery time)
-* ``t/{completion_id}``     a sleep timer (due = wake-up time)
+* ``o/{version:010d}``      the outbox of the commit that wrote ``meta`` at ``version``
 * ``w/{waiter}/{cid}``      another invocation attached to this one's result
 
 Partition ``obj/{service}/{key}`` holds a virtual object's or workflow's ``state``, ``lock``,
 inbox ``q/{seq:012d}`` and promises ``p/{name}``. Partitions ``deployments`` and ``services``
-hold the registry.
+hold the registry; ``outbox-dead`` lists dead outbox items. Sleeps are not items: the invocation
+record lists them and is due at the earliest.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ META = "meta"
 JOURNAL_PREFIX = "j/"
 NOTIFY_PREFIX = "n/"
 OUTBOX_PREFIX = "o/"
-TIMER_PREFIX = "t/"
 WAITER_PREFIX = "w/"
 STATE = "state"
 LOCK = "lock"
@@ -30,6 +29,11 @@ PROMISE_PREFIX = "p/"
 DEPLOYMENTS = "deployments"
 SERVICES = "services"
 INV_PREFIX = "inv/"
+#: The registry's change counter (``registry`` / ``generation``): its version counts changes.
+REGISTRY = "registry"
+REGISTRY_GENERATION = "generation"
+#: Markers of dead outbox items (sort key ``{pk}|{sk}`` of the item), for the admin API.
+DEAD_OUTBOX = "outbox-dead"
 
 
 def inv(invocation_id: str) -> str:
@@ -62,14 +66,9 @@ def named_signal_notification(name: str, unique: str) -> str:
     return f"n/n/{name}/{unique}"
 
 
-def outbox(index: int) -> str:
-    """Sort key of an outbox effect."""
-    return f"o/{index:010d}"
-
-
-def timer(completion_id: int) -> str:
-    """Sort key of a sleep timer."""
-    return f"t/{completion_id:010d}"
+def outbox(version: int) -> str:
+    """Sort key of the outbox item of the commit that wrote ``meta`` at ``version``."""
+    return f"o/{version:010d}"
 
 
 def waiter(waiter_id: str, completion_id: int) -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
-from invoker.transport import Exchange, Reply, TransportError
+from invoker.exchange import Exchange, Reply, TransportError
 from restate_lambda.protocol.lambda_envelope import (
     LambdaEnvelopeError,
     build_request,
@@ -238,7 +238,7 @@ class LambdaTransport:
             raise TransportError(
                 f"Lambda {arn} did not answer within {request.timeout_s:.0f} s"
             ) from exc
-        return self.decode(arn, raw)
+        return self.decode(arn, raw, request.max_response_bytes)
 
     def encode(self, request: Exchange) -> bytes:
         """The ``Invoke`` payload of ``request``; raises if Lambda would refuse its size."""
@@ -289,7 +289,9 @@ class LambdaTransport:
             raise TransportError(f"Lambda Invoke of {arn} failed: {exc}") from exc
         return {"error": response.get("FunctionError"), "payload": body}
 
-    def decode(self, arn: FunctionArn | str, raw: dict[str, Any]) -> Reply:
+    def decode(
+        self, arn: FunctionArn | str, raw: dict[str, Any], max_bytes: int = 1 << 62
+    ) -> Reply:
         """Turn ``Invoke``'s answer into a :class:`Reply` (a function error raises)."""
         payload: bytes = raw["payload"]
         if raw.get("error"):
@@ -304,6 +306,10 @@ class LambdaTransport:
                 raise TransportError(f"Lambda {arn} answered zstd but no zstd module is installed")
             body = bytes(self._zstd.decompress(body))
             response.headers.pop("content-encoding", None)
+        if len(body) > max_bytes:
+            raise TransportError(
+                f"Lambda {arn} answered {len(body)} bytes, over the limit of {max_bytes} bytes"
+            )
         return Reply(status=response.status, headers=response.headers, body=body)
 
     async def close(self) -> None:

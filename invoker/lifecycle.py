@@ -1,187 +1,243 @@
-"""Managing invocations from outside: awakeables, cancel, kill, pause, resume, purge."""
+"""Managing invocations from outside: awakeables, cancel, kill, pause, resume, purge.
+
+Ending an invocation from outside (kill; cancel before it started) is one commit of its record
+carrying an outbox item with everything that must follow: pass its key's lock on, tell its
+caller and attached invocations, kill the calls it made. Nothing runs between the commit and
+those effects that could leave the key locked or a caller waiting.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-import msgspec
-
-from backends.api import ConflictError, Delete, Item, Put
+from backends.api import ConflictError, Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.api import BadRequestError, ConflictingRequestError, NotFoundError
-from invoker.effects import deliver_signal, release_lock
+from invoker.commit import Committer
+from invoker.delivery import Delivery
 from invoker.ids import awakeable_target, parse_invocation_id
-from invoker.journal import call_children, load_partition
-
-if TYPE_CHECKING:
-    from invoker.engine import Engine
-    from invoker.engine_core import EngineCore
+from invoker.outbox import Outbox
+from invoker.outcomes import LocalWaiters
+from invoker.policies import Policies
+from invoker.ports import Dispatch
+from invoker.store import Store, Versioned
+from restate_lambda.clock import Clock
 
 log = logging.getLogger("restate_lambda.lifecycle")
-_inv_decoder = msgspec.msgpack.Decoder(rec.Invocation)
 
 CANCELLED = rec.Failure(409, "cancelled")
 KILLED = rec.Failure(409, "killed")
 _NOT_STARTED = (rec.Status.INBOXED, rec.Status.SCHEDULED)
+#: Signal indexes below this are built-ins (1 = cancel); awakeables use the rest.
+FIRST_AWAKEABLE_SIGNAL = 17
+
+Action = Literal["cancel", "kill", "purge", "pause", "resume"]
 
 
-async def complete_awakeable(engine: Engine, awakeable_id: str, result: rec.Result) -> None:
-    """Resolve or reject an awakeable from outside."""
-    try:
-        target, idx = awakeable_target(awakeable_id)
-    except ValueError as exc:
-        raise BadRequestError(f"invalid awakeable id {awakeable_id!r}: {exc}") from exc
-    # Like Restate, accept it even when the invocation is unknown or already completed.
-    await deliver_signal(engine, target, idx, None, result)
+class Lifecycle:
+    """Admin operations on invocations."""
 
+    def __init__(
+        self,
+        store: Store,
+        committer: Committer,
+        clock: Clock,
+        policies: Policies,
+        delivery: Delivery,
+        outbox: Outbox,
+        waiters: LocalWaiters,
+        dispatch: Dispatch,
+    ) -> None:
+        self._store = store
+        self._committer = committer
+        self._clock = clock
+        self._policies = policies
+        self._delivery = delivery
+        self._outbox = outbox
+        self._waiters = waiters
+        self._dispatch = dispatch
 
-async def _get(engine: Engine, invocation_id: str) -> tuple[rec.Invocation, Item]:
-    try:
-        parse_invocation_id(invocation_id)
-    except ValueError as exc:
-        raise BadRequestError(
-            "The request field 'invocation_id' is invalid. Reason: bad format"
-        ) from exc
-    item = await engine.backend.get(keys.inv(invocation_id), keys.META)
-    if item is None:
-        raise NotFoundError(f"The requested invocation '{invocation_id}' does not exist")
-    return _inv_decoder.decode(item.value), item
+    async def complete_awakeable(self, awakeable_id: str, result: rec.Result) -> None:
+        """Resolve or reject an awakeable from outside.
 
-
-async def manage(
-    engine: Engine,
-    invocation_id: str,
-    action: Literal["cancel", "kill", "purge", "pause", "resume"],
-) -> None:
-    """Apply one admin lifecycle operation."""
-    for _ in range(50):
-        inv, item = await _get(engine, invocation_id)
+        Like Restate, accepted even when the invocation is unknown or completed. Unlike Restate,
+        an id naming a built-in signal (cancel is 1) is refused: invocation ids are public
+        derivations, so accepting it would let any ingress client cancel any invocation.
+        """
         try:
-            if action == "cancel":
-                await _cancel(engine, inv, item)
-            elif action == "kill":
-                await _terminate(engine, inv, item, KILLED, recursive=True)
-            elif action == "purge":
-                await _purge(engine, inv)
-            elif action == "pause":
-                await _pause(engine, inv, item)
-            elif action == "resume":
-                await _resume(engine, inv, item)
-            else:
-                raise BadRequestError(f"unknown action {action}")
+            target, idx = awakeable_target(awakeable_id)
+        except ValueError as exc:
+            raise BadRequestError(f"invalid awakeable id {awakeable_id!r}: {exc}") from exc
+        if idx < FIRST_AWAKEABLE_SIGNAL:
+            raise BadRequestError(
+                f"invalid awakeable id {awakeable_id!r}: it names built-in signal {idx}, "
+                "not an awakeable"
+            )
+        await self._delivery.signal(target, idx, None, result)
+
+    async def _get(self, invocation_id: str) -> Versioned:
+        try:
+            parse_invocation_id(invocation_id)
+        except ValueError as exc:
+            raise BadRequestError(
+                "The request field 'invocation_id' is invalid. Reason: bad format"
+            ) from exc
+        found = await self._store.invocation(invocation_id)
+        if found is None:
+            raise NotFoundError(f"The requested invocation '{invocation_id}' does not exist")
+        return found
+
+    async def manage(self, invocation_id: str, action: Action) -> None:
+        """Apply one admin lifecycle operation."""
+        for _ in range(50):
+            found = await self._get(invocation_id)
+            try:
+                if action == "cancel":
+                    await self._cancel(found)
+                elif action == "kill":
+                    await self.terminate(found, KILLED, recursive=True)
+                elif action == "purge":
+                    await self._purge(found.inv)
+                elif action == "pause":
+                    await self._pause(found)
+                elif action == "resume":
+                    await self._resume(found)
+                else:
+                    raise BadRequestError(f"unknown action {action}")
+                return
+            except ConflictError:
+                continue
+        raise ConflictingRequestError(f"invocation {invocation_id} is changing too fast; retry")
+
+    async def kill(self, invocation_id: str) -> None:
+        """Kill an invocation if it has not completed (the ``kill_children`` effect)."""
+        try:
+            await self.manage(invocation_id, "kill")
+        except (NotFoundError, ConflictingRequestError, BadRequestError):
+            pass
+
+    async def _cancel(self, found: Versioned) -> None:
+        inv = found.inv
+        if inv.status == rec.Status.COMPLETED:
+            raise _already_completed(inv)
+        if inv.status in _NOT_STARTED:
+            await self.terminate(found, CANCELLED, recursive=False)
             return
-        except ConflictError:
-            continue
-    raise ConflictingRequestError(f"invocation {invocation_id} is changing too fast; retry")
+        await self._delivery.signal(inv.id, 1, None, None)
+
+    async def terminate(self, found: Versioned, failure: rec.Failure, *, recursive: bool) -> None:
+        """Complete an invocation with ``failure`` without running it any further."""
+        inv = found.inv
+        if inv.status == rec.Status.COMPLETED:
+            raise _already_completed(inv)
+        holds_lock = (
+            inv.key is not None
+            and inv.handler_kind == "exclusive"
+            and inv.status not in _NOT_STARTED
+        )
+        now = self._clock.now_ms()
+        self._policies.mark_completed(inv, rec.Result(failure=failure), now)
+        effects = [rec.Effect("notify")]
+        if holds_lock:
+            assert inv.key is not None
+            effects.append(
+                rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
+            )
+        if recursive:
+            effects.append(rec.Effect("kill_children"))
+        pk = keys.inv(inv.id)
+        outbox = self._outbox.item(inv.id, found.version + 1, effects)
+        await self._committer.write(
+            [
+                Put(pk, keys.META, rec.encode(inv), expect=found.version, due_ms=inv.expires_ms),
+                outbox,
+            ]
+        )
+        self._waiters.resolve(inv)
+        self._outbox.apply_soon(self._outbox.committed(outbox))
+
+    async def _pause(self, found: Versioned) -> None:
+        inv = found.inv
+        if inv.status == rec.Status.COMPLETED:
+            raise _already_completed(inv)
+        if inv.status == rec.Status.PAUSED:
+            return
+        inv.status = rec.Status.PAUSED
+        inv.paused_by_user = True
+        inv.lease_owner = None
+        inv.lease_until_ms = None
+        inv.modified_ms = self._clock.now_ms()
+        await self._committer.write(
+            [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version)]
+        )
+
+    async def _resume(self, found: Versioned) -> None:
+        inv = found.inv
+        if inv.status != rec.Status.PAUSED:
+            raise ConflictingRequestError(f"the invocation is {inv.status.value}, not paused")
+        now = self._clock.now_ms()
+        inv.status = rec.Status.READY
+        inv.paused_by_user = False
+        inv.retry_count = 0
+        inv.modified_ms = now
+        await self._committer.write(
+            [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version, due_ms=now)]
+        )
+        self._dispatch.dispatch(inv.id)
+
+    async def _purge(self, inv: rec.Invocation) -> None:
+        if inv.status != rec.Status.COMPLETED:
+            raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
+        items = await self._store.backend.query(keys.inv(inv.id))
+        if not await self.purge_items(inv, items):
+            raise ConflictingRequestError(
+                f"The invocation '{inv.id}' still has effects to apply; retry later."
+            )
+
+    async def purge_items(self, inv: rec.Invocation, items: list[Item]) -> bool:
+        """Delete a completed invocation's records (and a finished workflow's state and
+        promises). False, and nothing deleted, while outbox items of it are pending.
+
+        The record goes first, with a condition on its version: that fences the id off (a
+        concurrent purge loses here, and a new invocation with the same derived id cannot be
+        created while the old journal is still there, since creation is create-if-absent). What
+        is left is garbage, deleted without conditions in bulk. A crash in between leaves
+        unreachable garbage, never a corrupt invocation.
+        """
+        if any(i.sk.startswith(keys.OUTBOX_PREFIX) for i in items):
+            return False
+        meta = next((i for i in items if i.sk == keys.META), None)
+        if meta is not None:
+            ops: list[WriteOp] = [Delete(meta.pk, meta.sk, expect=meta.version)]
+            await self._committer.write(ops)
+        await self._committer.delete_garbage([(i.pk, i.sk) for i in items if i.sk != keys.META])
+        if inv.handler_kind == "workflow" and inv.key is not None:
+            opk = keys.obj(inv.service, inv.key)
+            obj_items = await self._store.backend.query(opk)
+            await self._committer.delete_garbage([(i.pk, i.sk) for i in obj_items])
+        return True
+
+    async def purge_if_expired(self, inv_id: str) -> None:
+        """Purge ``inv_id`` if it completed and its retention has ended (the sweeper's job)."""
+        loaded, items = await self._store.partition(inv_id)
+        if loaded is None:
+            return
+        inv = loaded.invocation
+        now = self._clock.now_ms()
+        if inv.status != rec.Status.COMPLETED or inv.expires_ms is None or inv.expires_ms > now:
+            return
+        if not await self.purge_items(inv, items):
+            # Effects still pending: look again after they had time to apply.
+            meta = next(i for i in items if i.sk == keys.META)
+            try:
+                await self._committer.write(
+                    [Put(meta.pk, meta.sk, meta.value, expect=meta.version, due_ms=now + 60_000)]
+                )
+            except ConflictError:
+                pass
 
 
 def _already_completed(inv: rec.Invocation) -> ConflictingRequestError:
     return ConflictingRequestError(f"The invocation '{inv.id}' was already completed.")
-
-
-async def _cancel(engine: Engine, inv: rec.Invocation, item: Item) -> None:
-    if inv.status == rec.Status.COMPLETED:
-        raise _already_completed(inv)
-    if inv.status in _NOT_STARTED:
-        await _terminate(engine, inv, item, CANCELLED, recursive=False)
-        return
-    await deliver_signal(engine, inv.id, 1, None, None)
-
-
-async def _terminate(
-    engine: Engine, inv: rec.Invocation, item: Item, failure: rec.Failure, *, recursive: bool
-) -> None:
-    """Complete an invocation with ``failure`` without running it any further."""
-    if inv.status == rec.Status.COMPLETED:
-        raise _already_completed(inv)
-    was_holding = (
-        inv.key is not None
-        and inv.handler_kind == "exclusive"
-        and inv.status
-        not in (
-            rec.Status.INBOXED,
-            rec.Status.SCHEDULED,
-        )
-    )
-    now = engine.clock.now_ms()
-    engine._mark_completed(inv, rec.Result(failure=failure), now)
-    await engine.backend.write(
-        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=inv.expires_ms)]
-    )
-    if was_holding and inv.key is not None:
-        await release_lock(engine, inv.service, inv.key, inv.id)
-    await engine._on_completed(inv)
-    if recursive:
-        items = await engine.backend.query(item.pk, keys.JOURNAL_PREFIX)
-        loaded = load_partition([item, *items])
-        if loaded is not None:
-            for child in call_children(loaded.entries):
-                try:
-                    await manage(engine, child, "kill")
-                except (NotFoundError, ConflictingRequestError):
-                    continue
-
-
-async def _pause(engine: Engine, inv: rec.Invocation, item: Item) -> None:
-    if inv.status == rec.Status.COMPLETED:
-        raise _already_completed(inv)
-    if inv.status == rec.Status.PAUSED:
-        return
-    inv.status = rec.Status.PAUSED
-    inv.paused_by_user = True
-    inv.lease_owner = None
-    inv.lease_until_ms = None
-    inv.modified_ms = engine.clock.now_ms()
-    await engine.backend.write(
-        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=None)]
-    )
-
-
-async def _resume(engine: Engine, inv: rec.Invocation, item: Item) -> None:
-    if inv.status != rec.Status.PAUSED:
-        raise ConflictingRequestError(f"the invocation is {inv.status.value}, not paused")
-    now = engine.clock.now_ms()
-    inv.status = rec.Status.READY
-    inv.paused_by_user = False
-    inv.retry_count = 0
-    inv.modified_ms = now
-    await engine.backend.write(
-        [Put(item.pk, keys.META, rec.encode(inv), expect=item.version, due_ms=now)]
-    )
-    engine.dispatch(inv.id)
-
-
-async def _purge(engine: Engine, inv: rec.Invocation) -> None:
-    if inv.status != rec.Status.COMPLETED:
-        raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
-    items = await engine.backend.query(keys.inv(inv.id))
-    await purge_items(engine, inv, items)
-
-
-async def purge_items(engine: EngineCore, inv: rec.Invocation, items: list[Item]) -> None:
-    """Delete a completed invocation's records (and a finished workflow's state and promises).
-
-    The record goes first, with a condition on its version: that fences the id off (a
-    concurrent purge of the same invocation loses here, and a new invocation with the same
-    derived id cannot be created while the old journal is still there, since its creation is
-    create-if-absent). What is left is garbage, deleted without conditions in bulk. A crash in
-    between leaves unreachable garbage, never a corrupt invocation.
-    """
-    meta = next((i for i in items if i.sk == keys.META), None)
-    if meta is not None:
-        await engine.backend.write([Delete(meta.pk, meta.sk, expect=meta.version)])
-    await engine.backend.delete_items([(i.pk, i.sk) for i in items if i.sk != keys.META])
-    if inv.handler_kind == "workflow" and inv.key is not None:
-        opk = keys.obj(inv.service, inv.key)
-        obj_items = await engine.backend.query(opk)
-        await engine.backend.delete_items([(i.pk, i.sk) for i in obj_items])
-
-
-async def get_state(engine: Engine, service: str, key: str) -> dict[str, bytes]:
-    """The K/V state of one object or workflow instance."""
-    item = await engine.backend.get(keys.obj(service, key), keys.STATE)
-    if item is None:
-        return {}
-    return dict(rec.decode(item.value, rec.StateRecord).entries)

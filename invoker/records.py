@@ -89,6 +89,31 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     journal_retention_ms: int | None = None
     last_start_ms: int | None = None
     paused_by_user: bool = False
+    #: Pending sleeps as (completion id, wake-up ms): a suspended invocation's record is due at
+    #: the earliest, and the claim that finds one due adds its completion to the journal.
+    timers: list[tuple[int, int]] = []
+    last_failure_stacktrace: str | None = None
+    #: Other invocations attached to this one's result (``w/`` items): its completion commit
+    #: then carries a ``notify`` effect, as it does when ``caller`` is set.
+    has_waiters: bool = False
+
+
+def due_of(inv: Invocation) -> int | None:
+    """When the sweeper must look at an invocation's record next, by its status."""
+    status = inv.status
+    if status == Status.RUNNING:
+        return inv.lease_until_ms
+    if status == Status.SUSPENDED:
+        return min((wake for _cid, wake in inv.timers), default=None)
+    if status == Status.SCHEDULED:
+        return inv.scheduled_ms
+    if status == Status.BACKING_OFF:
+        return inv.next_retry_ms
+    if status == Status.READY:
+        return inv.modified_ms
+    if status == Status.COMPLETED:
+        return inv.expires_ms
+    return None  # queued behind a lock, or paused
 
 
 class LockRecord(msgspec.Struct, array_like=True):
@@ -123,16 +148,34 @@ class PendingNotification(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Effect(msgspec.Struct, array_like=True, frozen=True):
-    """An effect on another record to apply after a journal commit (outbox item ``o/...``).
+    """An effect on another record, applied after the commit that wrote it.
 
     ``kind`` is one of: ``create`` (a child invocation; ``data`` is an encoded
-    :class:`ChildSpec`), ``signal`` (deliver ``data``=encoded :class:`SignalSpec`),
-    ``promise`` (get/peek/complete a promise), ``attach`` / ``output`` (wait for or read another
-    invocation's result), ``release`` (release a virtual object's lock), ``notify_caller``.
+    :class:`ChildSpec`), ``signal`` / ``awakeable`` (deliver an encoded :class:`SignalSpec`),
+    ``promise`` (get/peek/complete a promise: :class:`PromiseOp`), ``attach`` (wait for or read
+    another invocation's result: :class:`AttachOp`), ``release`` (pass a virtual object's lock
+    on: :class:`ReleaseOp`), ``notify`` (tell the caller and attached invocations that this
+    invocation completed; no data), ``kill_children`` (kill the calls this invocation made).
     """
 
     kind: str
-    data: bytes
+    data: bytes = b""
+
+
+class OutboxRecord(msgspec.Struct, array_like=True):
+    """The outbox item of one commit (``inv/..`` / ``o/{meta version}``): its effects, in order.
+
+    Applied right after the commit by the engine that made it, or by the sweeper when the item
+    falls due (``recovery_grace_ms`` after the commit, then with backoff after each failed try).
+    ``done`` effects are skipped on a later try; after ``max_outbox_tries`` failed tries the
+    item is *dead*: kept, no longer due, and listed by the admin API until retried.
+    """
+
+    effects: list[Effect]
+    done: int = 0
+    tries: int = 0
+    error: str | None = None
+    dead: bool = False
 
 
 class ChildSpec(msgspec.Struct, array_like=True, frozen=True):

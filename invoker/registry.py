@@ -46,20 +46,44 @@ class Registry:
         self._deployments: dict[str, DeploymentInfo] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._loaded_ms = -1
+        #: Version of the registry's change counter when this cache was loaded (0: none yet).
+        self._generation = -1
 
     async def load(self) -> None:
         """(Re)load every deployment and service from the backend."""
+        generation = await self._backend.get(keys.REGISTRY, keys.REGISTRY_GENERATION)
         deployments = await self._backend.query(keys.DEPLOYMENTS)
         services = await self._backend.query(keys.SERVICES)
         self._deployments = {i.sk: _dep_decoder.decode(i.value) for i in deployments}
         self._services = {i.sk: _svc_decoder.decode(i.value) for i in services}
         self._versions = {(i.pk, i.sk): i.version for i in [*deployments, *services]}
+        self._generation = generation.version if generation is not None else 0
         self._loaded_ms = self._clock.now_ms()
 
     async def refresh_if_stale(self, max_age_ms: int = 2000) -> None:
-        """Reload when the cache is older than ``max_age_ms`` (other processes may register)."""
-        if self._clock.now_ms() - self._loaded_ms > max_age_ms:
+        """Reload when the cache is older than ``max_age_ms`` and the registry changed since.
+
+        Every change bumps a counter item (one read tells whether anything changed), so
+        deployments registered through another engine on the same store reach this one.
+        """
+        now = self._clock.now_ms()
+        if now - self._loaded_ms <= max_age_ms and self._loaded_ms >= 0:
+            return
+        generation = await self._backend.get(keys.REGISTRY, keys.REGISTRY_GENERATION)
+        current = generation.version if generation is not None else 0
+        if current != self._generation:
             await self.load()
+        else:
+            self._loaded_ms = now
+
+    def _bump(self) -> Put:
+        """The write that bumps the registry's change counter (in every registry batch)."""
+        return Put(
+            keys.REGISTRY,
+            keys.REGISTRY_GENERATION,
+            b"",
+            expect=self._generation if self._generation > 0 else 0,
+        )
 
     # --- lookups -----------------------------------------------------------------------
     def service(self, name: str) -> ServiceInfo | None:
@@ -193,12 +217,13 @@ class Registry:
         if dry_run:
             return info, True
         ops = [
+            self._bump(),
             Put(
                 keys.DEPLOYMENTS,
                 dep_id,
                 _encoder.encode(info),
                 expect=self._versions.get((keys.DEPLOYMENTS, dep_id), 0),
-            )
+            ),
         ]
         for svc in services:
             ops.append(
@@ -238,11 +263,12 @@ class Registry:
         from backends.api import Delete
 
         ops: list[Any] = [
+            self._bump(),
             Delete(
                 keys.DEPLOYMENTS,
                 deployment_id,
                 expect=self._versions[(keys.DEPLOYMENTS, deployment_id)],
-            )
+            ),
         ]
         for name in serving:
             ops.append(Delete(keys.SERVICES, name, expect=self._versions[(keys.SERVICES, name)]))

@@ -1,8 +1,16 @@
-"""The sweeper: fires due timers and re-drives work whose time has come.
+"""The sweeper: acts on everything the store says is due.
 
-It reads the backend's due index: sleep timers (``t/``), invocation records that are
-scheduled, backing off, left runnable or whose lease expired (``meta``), outbox effects a crash
-left behind (``o/``), and completed invocations past their retention (``meta``).
+It reads the backend's due index, which holds every obligation a crash could leave behind:
+
+* invocation records (``meta``): runnable, backing off, scheduled, suspended until a sleep ends,
+  or running under a lease that ends (the driver died), and completed ones past retention;
+* pending notifications (``n/``) delivered while an attempt ran, due at its lease end;
+* attach waiters (``w/``) written while their target ran;
+* outbox items (``o/``) of commits whose engine did not get to apply them, and failed ones
+  backing off.
+
+Handling an item is idempotent and never blocks the others: outbox items and waiters run
+concurrently (bounded), invocations are handed to the drivers.
 """
 
 from __future__ import annotations
@@ -10,78 +18,98 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
-from backends.api import ConflictError, Delete, Item
+from backends.api import Backend, Item
 from invoker import keys
 from invoker import records as rec
-from invoker.processing import notification_entry
-from restate_lambda.protocol.messages import MessageType as T
-
-if TYPE_CHECKING:
-    from invoker.engine import Engine
+from invoker.config import EngineConfig
+from invoker.drivers import Drivers
+from invoker.lifecycle import Lifecycle
+from invoker.outbox import Outbox
+from invoker.results import Results
+from invoker.store import decode_invocation
+from restate_lambda.clock import Clock
 
 log = logging.getLogger("restate_lambda.sweeper")
 
-
-async def sweep_once(engine: Engine) -> int:
-    """Handle one batch of due items; return how many there were."""
-    now = engine.clock.now_ms()
-    items = await engine.backend.due(now, engine.config.sweep_batch)
-    for item in items:
-        if not item.pk.startswith(keys.INV_PREFIX):
-            continue
-        inv_id = item.pk[len(keys.INV_PREFIX) :]
-        try:
-            if item.sk == keys.META:
-                engine.dispatch(inv_id)
-            elif item.sk.startswith(keys.TIMER_PREFIX):
-                await fire_timer(engine, inv_id, item)
-            elif item.sk.startswith(keys.OUTBOX_PREFIX):
-                await recover_effect(engine, inv_id, item)
-        except Exception:
-            log.exception("sweeping %s %s failed", item.pk, item.sk)
-    return len(items)
+#: Outbox items and waiters handled at once by one sweep.
+_CONCURRENCY = 32
 
 
-async def fire_timer(engine: Engine, inv_id: str, item: Item) -> None:
-    """Complete a sleep: deliver its notification, then drop the timer (fire once)."""
-    cid = int(item.sk[len(keys.TIMER_PREFIX) :])
-    entry = notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), cid, None)
-    await engine.deliver(inv_id, keys.completion_notification(cid), entry)
-    with contextlib.suppress(ConflictError):
-        await engine.backend.write([Delete(item.pk, item.sk, expect=item.version)])
+class Sweeper:
+    """Fires what is due (see the module docstring)."""
 
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        config: EngineConfig,
+        drivers: Drivers,
+        outbox: Outbox,
+        results: Results,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._config = config
+        self._drivers = drivers
+        self._outbox = outbox
+        self._results = results
+        self._lifecycle = lifecycle
+        self._slots = asyncio.Semaphore(_CONCURRENCY)
 
-async def recover_effect(engine: Engine, inv_id: str, item: Item) -> None:
-    """Re-apply an outbox effect whose attempt crashed before applying it."""
-    from invoker.effects import apply_effect
-
-    effect = rec.decode(item.value, rec.Effect)
-    await apply_effect(engine, inv_id, effect)
-    with contextlib.suppress(ConflictError):
-        await engine.backend.write([Delete(item.pk, item.sk, expect=item.version)])
-
-
-async def timer_loop(engine: Engine) -> None:
-    """Sweep until cancelled, sleeping until the next due item or a kick."""
-    interval_ms = int(engine.config.sweep_interval_s * 1000)
-    while True:
-        try:
-            n = await sweep_once(engine)
-            if n >= engine.config.sweep_batch:
-                await asyncio.sleep(0)
+    async def sweep_once(self) -> int:
+        """Handle one batch of due items; return how many there were."""
+        now = self._clock.now_ms()
+        items = await self._backend.due(now, self._config.sweep_batch)
+        jobs = []
+        for item in items:
+            if not item.pk.startswith(keys.INV_PREFIX):
                 continue
-            engine._kick.clear()
-            now = engine.clock.now_ms()
-            upcoming = await engine.backend.due(now + interval_ms, 1)
-            wait_ms = interval_ms
-            if upcoming and upcoming[0].due_ms is not None:
-                wait_ms = max(1, min(interval_ms, upcoming[0].due_ms - now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine._kick.wait(), wait_ms / 1000)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("timer loop iteration failed")
-            await asyncio.sleep(1)
+            inv_id = item.pk[len(keys.INV_PREFIX) :]
+            sk = item.sk
+            if sk == keys.META:
+                if decode_invocation(item.value).status == rec.Status.COMPLETED:
+                    jobs.append(self._guarded(item, self._lifecycle.purge_if_expired(inv_id)))
+                else:
+                    self._drivers.dispatch(inv_id)
+            elif sk.startswith(keys.NOTIFY_PREFIX):
+                self._drivers.dispatch(inv_id)
+            elif sk.startswith(keys.OUTBOX_PREFIX):
+                jobs.append(self._guarded(item, self._outbox.apply(item)))
+            elif sk.startswith(keys.WAITER_PREFIX):
+                jobs.append(self._guarded(item, self._results.recheck_waiter(item)))
+        if jobs:
+            await asyncio.gather(*jobs)
+        return len(items)
+
+    async def _guarded(self, item: Item, job: object) -> None:
+        async with self._slots:
+            try:
+                await job  # type: ignore[misc]
+            except Exception:
+                log.exception("sweeping %s %s failed", item.pk, item.sk)
+
+    async def loop(self) -> None:
+        """Sweep until cancelled, sleeping until the next due item or a kick."""
+        interval_ms = int(self._config.sweep_interval_s * 1000)
+        kick = self._drivers.kick
+        while True:
+            try:
+                n = await self.sweep_once()
+                if n >= self._config.sweep_batch:
+                    await asyncio.sleep(0)
+                    continue
+                kick.clear()
+                now = self._clock.now_ms()
+                upcoming = await self._backend.due(now + interval_ms, 1)
+                wait_ms = interval_ms
+                if upcoming and upcoming[0].due_ms is not None:
+                    wait_ms = max(1, min(interval_ms, upcoming[0].due_ms - now))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(kick.wait(), wait_ms / 1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer loop iteration failed")
+                await asyncio.sleep(1)

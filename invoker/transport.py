@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from invoker.exchange import (
+    Exchange,
+    Reply,
+    ResponseTooLargeError,
+    Transport,
+    TransportError,
+)
 from invoker.http_client import HttpClient, HttpClientError
+
+__all__ = ["Exchange", "Reply", "Transport", "TransportError", "Transports"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,53 +29,6 @@ AsgiApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
     Awaitable[None],
 ]
-
-
-class TransportError(Exception):
-    """The deployment could not be reached or broke the exchange (retryable).
-
-    A subclass with ``terminal = True`` (e.g. a request Lambda can never accept) fails the
-    invocation with ``code`` instead of retrying it.
-    """
-
-    terminal: bool = False
-    code: int = 503
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One HTTP-shaped request to a deployment."""
-
-    method: str
-    path: str  # e.g. "/invoke/Greeter/greet" (appended to the deployment's base)
-    headers: dict[str, str]
-    body: bytes = b""
-    timeout_s: float = 60.0
-    #: Lambda deployments only: the IAM role to assume for ``Invoke`` (cross-account).
-    assume_role_arn: str | None = None
-    #: Request compression the deployment accepts (``"zstd"``, from its manifest), or None.
-    compression: str | None = None
-
-
-@dataclass(slots=True)
-class Reply:
-    """The deployment's answer."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-class Transport(Protocol):
-    """Carries exchanges to one kind of deployment address."""
-
-    async def exchange(self, address: str, request: Exchange) -> Reply:
-        """Send ``request`` to the deployment at ``address`` and return its reply."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections."""
-        ...
 
 
 class HttpTransport:
@@ -81,7 +42,12 @@ class HttpTransport:
         url = address.rstrip("/") + request.path
         try:
             response = await self._client.request(
-                request.method, url, request.headers, request.body, timeout=request.timeout_s
+                request.method,
+                url,
+                request.headers,
+                request.body,
+                timeout=request.timeout_s,
+                max_body=request.max_response_bytes,
             )
         except HttpClientError as exc:
             raise TransportError(str(exc)) from exc
@@ -128,6 +94,7 @@ class AsgiTransport:
         status = 500
         headers: dict[str, str] = {}
         chunks: list[bytes] = []
+        size = 0
         done = asyncio.Event()
 
         async def receive() -> Message:
@@ -145,7 +112,12 @@ class AsgiTransport:
                 for k, v in message.get("headers", []):
                     headers[k.decode().lower()] = v.decode()
             elif message["type"] == "http.response.body":
-                chunks.append(bytes(message.get("body", b"")))
+                nonlocal size
+                chunk = bytes(message.get("body", b""))
+                size += len(chunk)
+                if size > request.max_response_bytes:
+                    raise ResponseTooLargeError(size, request.max_response_bytes)
+                chunks.append(chunk)
                 if not message.get("more_body", False):
                     done.set()
 
@@ -153,6 +125,8 @@ class AsgiTransport:
             await asyncio.wait_for(app(scope, receive, send), request.timeout_s)
         except TimeoutError as exc:
             raise TransportError("in-process handler timed out") from exc
+        except ResponseTooLargeError as exc:
+            raise TransportError(str(exc)) from exc
         except Exception as exc:  # the app is user code: any failure is a failed attempt
             raise TransportError(f"in-process handler raised {type(exc).__name__}: {exc}") from exc
         finally:

@@ -1,7 +1,7 @@
 """The worker's unit of work: one dispatch message drives one invocation to quiescence.
 
-A message names an invocation (see :class:`invoker.dispatch.WorkMessage`). The worker fires the
-invocation's timers that are due, then drives it (claim, attempts, settle) with
+A message names an invocation (see :class:`invoker.dispatch.WorkMessage`). The worker drives it
+(claim, attempts, settle; the claim completes the sleeps that fell due) with
 :meth:`invoker.engine.Engine.drive` until it completes, suspends, backs off or turns out to be
 leased by another process. Every step is a conditional write, so duplicated, late or reordered
 messages do nothing harmful: a second copy finds the invocation done or leased; an early copy
@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from invoker import keys
 from invoker.dispatch import WorkMessage
 
 if TYPE_CHECKING:
@@ -39,19 +38,10 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed]}
 
 
-async def fire_due_timers(engine: Engine, inv_id: str) -> None:
-    """Fire the sleep timers of ``inv_id`` that are due now (each fires once)."""
-    from invoker.sweeper import fire_timer
-
-    now = engine.clock.now_ms()
-    for item in await engine.backend.query(keys.inv(inv_id), keys.TIMER_PREFIX):
-        if item.due_ms is not None and item.due_ms <= now:
-            await fire_timer(engine, inv_id, item)
-
-
 async def work(engine: Engine, message: WorkMessage) -> None:
-    """Drive the invocation of ``message`` here; re-schedule a message that came early."""
-    await engine.drive(message.inv_id, before=lambda: fire_due_timers(engine, message.inv_id))
+    """Drive the invocation of ``message`` here (its claim takes in the sleeps that fell due);
+    re-schedule a message that came early."""
+    await engine.drive(message.inv_id)
     if (
         message.due_ms is not None
         and message.due_ms > engine.clock.now_ms()

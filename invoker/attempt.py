@@ -1,0 +1,180 @@
+"""One attempt: send the journal to the deployment, read its answer, process the messages.
+
+Request-response mode (HTTP/1.1, in process, Lambda): the request carries ``Start`` plus the
+whole journal; the response carries the attempt's commands and ends with ``End``,
+``Suspension`` or ``Error``. Every transport bounds the exchange by the handler's attempt
+timeout, which the lease outlives (:class:`invoker.policies.Leases`), so an attempt never runs
+past the lease of the engine that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from invoker import records as rec
+from invoker.config import EngineConfig
+from invoker.ids import invocation_id_bytes
+from invoker.policies import Policies
+from invoker.ports import Claimed
+from invoker.processing import (
+    AttemptError,
+    AttemptInput,
+    Entry,
+    Processed,
+    ProtocolViolation,
+    process,
+    state_key_bytes,
+)
+from invoker.registry import Registry
+from invoker.transport import Exchange, TransportError, Transports
+from restate_lambda.clock import Clock
+from restate_lambda.protocol.errors import ProtocolError
+from restate_lambda.protocol.framing import decode_all, encode_raw
+from restate_lambda.protocol.messages import MessageType as T
+from restate_lambda.protocol.messages import pb
+
+log = logging.getLogger("restate_lambda.attempt")
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """The attempt cannot succeed however often it is retried: fail the invocation."""
+
+    failure: rec.Failure
+
+
+class Attempts:
+    """Runs attempts against deployments."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        transports: Transports,
+        policies: Policies,
+        clock: Clock,
+        config: EngineConfig,
+    ) -> None:
+        self._registry = registry
+        self._transports = transports
+        self._policies = policies
+        self._clock = clock
+        self._config = config
+
+    async def run(
+        self, st: Claimed, state: dict[str, bytes]
+    ) -> Processed | AttemptError | Terminal:
+        """Run one attempt of ``st``; its outcome is committed by the caller."""
+        inv = st.inv
+        dep = await self._deployment(inv)
+        if isinstance(dep, AttemptError):
+            return dep
+        if inv.protocol_version is None:
+            inv.protocol_version = min(dep.max_protocol_version, 6)
+        headers = {
+            "content-type": f"application/vnd.restate.invocation.v{inv.protocol_version}",
+            "accept": f"application/vnd.restate.invocation.v{inv.protocol_version}",
+            "x-restate-invocation-id": inv.id,
+            **dep.additional_headers,
+        }
+        if inv.key is not None:
+            headers["x-restate-service-key"] = quote(inv.key, safe="")
+        exchange = Exchange(
+            "POST",
+            f"/invoke/{inv.service}/{inv.handler}",
+            headers,
+            self._start_body(inv, st.entries, state),
+            timeout_s=self._policies.attempt_timeout_s(inv),
+            assume_role_arn=dep.assume_role_arn,
+            compression=dep.lambda_compression,
+            max_response_bytes=self._config.max_response_bytes,
+        )
+        address = dep.arn or dep.uri or ""
+        try:
+            reply = await self._transports.for_address(address).exchange(address, exchange)
+        except TransportError as exc:
+            if exc.terminal:  # e.g. over Lambda's payload limit: retrying cannot help
+                log.warning("invocation %s failed terminally: %s", inv.id, exc)
+                return Terminal(rec.Failure(exc.code, str(exc)))
+            return AttemptError(exc.code, str(exc))
+        frames = _reply_frames(inv, reply.status, reply.headers, reply.body)
+        if isinstance(frames, AttemptError):
+            return frames
+        writable = inv.service_kind == "virtual_object" and inv.handler_kind == "exclusive"
+        writable = writable or inv.handler_kind == "workflow"
+        try:
+            return process(
+                frames,
+                AttemptInput(
+                    invocation_id=inv.id,
+                    service=inv.service,
+                    handler=inv.handler,
+                    key=inv.key,
+                    service_kind=inv.service_kind,
+                    can_write_state=writable,
+                    journal_len=inv.journal_len,
+                    commands_len=inv.commands_len,
+                    state=state,
+                    now_ms=self._clock.now_ms(),
+                ),
+            )
+        except ProtocolViolation as exc:
+            log.warning("invocation %s: protocol violation: %s", inv.id, exc)
+            return AttemptError(571, f"protocol violation: {exc}")
+
+    async def _deployment(self, inv: rec.Invocation):  # type: ignore[no-untyped-def]
+        """The deployment ``inv`` is pinned to (pinning it on its first attempt)."""
+        if inv.deployment_id is None:
+            svc = self._registry.service(inv.service)
+            if svc is None:
+                await self._registry.refresh_if_stale(0)
+                svc = self._registry.service(inv.service)
+            if svc is None:
+                return AttemptError(404, f"service {inv.service} is not registered")
+            inv.deployment_id = svc.deployment_id
+        dep = self._registry.deployment(inv.deployment_id)
+        if dep is None:
+            await self._registry.refresh_if_stale(0)
+            dep = self._registry.deployment(inv.deployment_id)
+        if dep is None:
+            return AttemptError(503, f"deployment {inv.deployment_id} is gone")
+        return dep
+
+    def _start_body(
+        self, inv: rec.Invocation, entries: list[Entry], state: dict[str, bytes]
+    ) -> bytes:
+        start = pb().StartMessage(
+            id=invocation_id_bytes(inv.id),
+            debug_id=inv.id,
+            known_entries=len(entries),
+            partial_state=False,
+            key=inv.key or "",
+            retry_count_since_last_stored_entry=inv.retry_since_stored,
+            duration_since_last_stored_entry=max(0, self._clock.now_ms() - inv.last_stored_ms),
+        )
+        if (inv.protocol_version or 5) >= 6:
+            start.random_seed = inv.random_seed
+        for k, v in state.items():
+            start.state_map.add(key=state_key_bytes(k), value=v)
+        parts = [encode_raw(int(T.START), start.SerializeToString())]
+        parts.extend(encode_raw(ty, payload) for ty, payload in entries)
+        return b"".join(parts)
+
+
+def _reply_frames(
+    inv: rec.Invocation, status: int, headers: dict[str, str], body: bytes
+) -> list[tuple[int, bytes]] | AttemptError:
+    if status != 200:
+        snippet = body[:300].decode("utf-8", "replace")
+        return AttemptError(
+            status if status >= 400 else 500,
+            f"deployment answered HTTP {status} for {inv.service}/{inv.handler}: {snippet}",
+        )
+    ct = headers.get("content-type", "")
+    if not ct.startswith("application/vnd.restate.invocation.v"):
+        return AttemptError(571, f"deployment answered with content-type {ct!r}")
+    try:
+        return [(f.type, f.payload) for f in decode_all(body)]
+    except ProtocolError as exc:
+        return AttemptError(571, f"malformed response stream: {exc}")

@@ -1,0 +1,189 @@
+"""Claiming an invocation: taking its lease and bringing what arrived into its journal.
+
+A claim reads the invocation's partition, appends its pending notifications and the sleeps that
+fell due to the journal, and (if it can run) makes it RUNNING under this engine's lease, all in
+one commit fenced by the record's version. An invocation that cannot run yet (suspended on
+something else) still gets what arrived appended, so nothing stays pending with a due time.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from backends.api import Check, ConflictError, Delete, Item, Put, WriteOp
+from invoker import keys
+from invoker import records as rec
+from invoker.commit import Committer
+from invoker.journal import Loaded, encode_segment, resolved_of, satisfied
+from invoker.locks import ObjectLocks
+from invoker.policies import Leases
+from invoker.ports import Claimed
+from invoker.processing import Entry, notification_entry, notification_ids
+from invoker.store import Store
+from restate_lambda.clock import Clock
+from restate_lambda.protocol.messages import MessageType as T
+
+log = logging.getLogger("restate_lambda.claims")
+
+
+class Retry(enum.Enum):
+    """The invocation changed while it was being claimed: read it again."""
+
+    AGAIN = "again"
+
+
+class Claims:
+    """Takes invocations for this engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        committer: Committer,
+        clock: Clock,
+        leases: Leases,
+        locks: ObjectLocks,
+    ) -> None:
+        self._store = store
+        self._committer = committer
+        self._clock = clock
+        self._leases = leases
+        self._locks = locks
+
+    async def claim(self, inv_id: str) -> Claimed | Retry | None:
+        """Claim ``inv_id`` if it can run now (None: it cannot, or someone else runs it)."""
+        loaded, _items = await self._store.partition(inv_id)
+        if loaded is None:
+            return None
+        inv = loaded.invocation
+        now = self._clock.now_ms()
+        status = inv.status
+        if status == rec.Status.COMPLETED:
+            return None
+        due_now = status == rec.Status.SCHEDULED and (inv.scheduled_ms or 0) <= now
+        if due_now and inv.key and inv.handler_kind == "exclusive":
+            # A delayed call to an exclusive handler: now it queues for the key's lock.
+            await self._locks.enqueue(inv, [], loaded.entries, meta_version=loaded.version)
+            return None
+        waiting = (
+            status in (rec.Status.INBOXED, rec.Status.PAUSED)
+            or (status == rec.Status.SCHEDULED and (inv.scheduled_ms or 0) > now)
+            or (status == rec.Status.BACKING_OFF and (inv.next_retry_ms or 0) > now)
+        )
+        held = (
+            status == rec.Status.RUNNING
+            and inv.lease_owner != self._leases.node_id
+            and (inv.lease_until_ms or 0) > now
+        )
+        if waiting or held:
+            await self._defer_notes(loaded, now, held)
+            return None
+        new = _absorb(loaded, now)
+        if status == rec.Status.SUSPENDED and not satisfied(
+            inv, new.completions, new.signals, new.named
+        ):
+            if not new.changed:
+                return None
+            due: int | None = rec.due_of(inv)
+            ops: list[WriteOp] = [
+                Put(
+                    keys.inv(inv_id), keys.META, rec.encode(inv), expect=loaded.version, due_ms=due
+                ),
+                *new.ops,
+            ]
+            try:
+                await self._committer.write(ops)
+            except ConflictError:
+                return Retry.AGAIN
+            return None
+        lease_end = self._leases.take(inv, now)
+        ops = [
+            Put(
+                keys.inv(inv_id),
+                keys.META,
+                rec.encode(inv),
+                expect=loaded.version,
+                due_ms=lease_end,
+            ),
+            *new.ops,
+        ]
+        try:
+            await self._committer.write(ops)
+        except ConflictError:
+            return Retry.AGAIN
+        return Claimed(inv, loaded.version + 1, loaded.entries)
+
+    async def _defer_notes(self, loaded: Loaded, now: int, held: bool) -> None:
+        """The invocation cannot run now: push due notifications to when it might (the lease
+        end of the attempt in flight), or make them undue (its next claim takes them)."""
+        inv = loaded.invocation
+        due = inv.lease_until_ms if held else None
+        stale = [
+            item for item, _note in loaded.pending if item.due_ms is not None and item.due_ms <= now
+        ]
+        if not stale:
+            return None
+        pk = keys.inv(inv.id)
+        ops: list[WriteOp] = [Check(pk, keys.META, expect=loaded.version)]
+        ops += [Put(i.pk, i.sk, i.value, expect=i.version, due_ms=due) for i in stale]
+        try:
+            await self._committer.write(ops)
+        except ConflictError:
+            pass  # changed meanwhile: they stay due and get looked at again
+        return None
+
+
+class _Absorbed:
+    """What a claim appends to the journal."""
+
+    __slots__ = ("changed", "completions", "entries", "named", "ops", "signals")
+
+    def __init__(self) -> None:
+        self.changed = False  # the record or the partition needs a write
+        self.entries: list[Entry] = []
+        self.ops: list[WriteOp] = []
+        self.completions: set[int] = set()
+        self.signals: set[int] = set()
+        self.named: set[str] = set()
+
+
+def _absorb(loaded: Loaded, now: int) -> _Absorbed:
+    """Append pending notifications and due sleeps to ``loaded`` (journal and record), and
+    return the writes that store them."""
+    inv = loaded.invocation
+    resolved = resolved_of(loaded.entries)
+    out = _Absorbed()
+    pending: list[tuple[Item | None, Entry]] = [
+        (item, (note.msg_type, note.payload)) for item, note in loaded.pending
+    ]
+    fired = [(cid, wake) for cid, wake in inv.timers if wake <= now]
+    if fired:
+        inv.timers = [t for t in inv.timers if t[1] > now]
+        for sleep_id, _wake in sorted(fired, key=lambda t: (t[1], t[0])):
+            pending.append(
+                (None, notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), sleep_id, None))
+            )
+    for note_item, entry in pending:
+        if note_item is not None:
+            out.ops.append(Delete(note_item.pk, note_item.sk, expect=note_item.version))
+        cid, sid, name = notification_ids(entry)
+        if cid is not None and cid in resolved.completions:
+            continue
+        if sid is not None and sid in resolved.signals:
+            continue
+        resolved.add(entry)
+        out.entries.append(entry)
+        if cid is not None:
+            out.completions.add(cid)
+        if sid is not None:
+            out.signals.add(sid)
+        if name is not None:
+            out.named.add(name)
+    if out.entries:
+        out.ops.append(
+            Put(keys.inv(inv.id), keys.journal(inv.journal_len), encode_segment(out.entries))
+        )
+        inv.journal_len += len(out.entries)
+        loaded.entries.extend(out.entries)
+    out.changed = bool(fired or out.ops)
+    return out

@@ -1,0 +1,272 @@
+"""Virtual object keys: one exclusive invocation at a time, the others queued in FIFO order.
+
+Each key has a lock record (``obj/{service}/{key}`` / ``lock``: holder, inbox head and tail)
+and an inbox of queued invocation ids (``q/{seq}``). An exclusive invocation takes the lock when
+it is created if the key is free, else it is queued (status INBOXED). When the holder completes,
+the lock passes to the head of the inbox *in the holder's completion commit* when that can be
+decided from what is stored (:meth:`ObjectLocks.handover`), otherwise through a ``release``
+outbox effect of that commit (:meth:`ObjectLocks.release`); either way a completion never leaves
+its key locked.
+
+Lock records are cached after this engine writes them (reads saved on hot keys); every write is
+a compare-and-set and a conflict drops the cached copy, so the cache can only cost a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from backends.api import ConflictError, Delete, Item, Put, WriteOp
+from invoker import keys
+from invoker import records as rec
+from invoker.commit import Committer
+from invoker.journal import decode_segment
+from invoker.policies import Leases
+from invoker.ports import Claimed, Dispatch
+from invoker.store import Store, decode_invocation, decode_lock
+from restate_lambda.clock import Clock
+
+log = logging.getLogger("restate_lambda.locks")
+
+
+@dataclass(slots=True)
+class Handover:
+    """Writes that pass a key's lock on, and who gets it (claimed here, or an id to dispatch)."""
+
+    ops: list[WriteOp]
+    next: Claimed | str | None
+
+
+class ObjectLocks:
+    """Takes, queues behind and passes on virtual object locks."""
+
+    def __init__(
+        self,
+        store: Store,
+        committer: Committer,
+        clock: Clock,
+        leases: Leases,
+        dispatch: Dispatch,
+    ) -> None:
+        self._store = store
+        self._backend = store.backend
+        self._committer = committer
+        self._clock = clock
+        self._leases = leases
+        self._dispatch = dispatch
+        self._mutexes: dict[tuple[str, str], asyncio.Lock] = {}
+        self._cache: dict[str, Item] = {}
+
+    def mutex(self, service: str, key: str) -> asyncio.Lock:
+        """This process's mutex of one key (serializes its own writers of the lock record)."""
+        lock = self._mutexes.get((service, key))
+        if lock is None:
+            if len(self._mutexes) > 10_000:
+                self._mutexes = {k: v for k, v in self._mutexes.items() if v.locked()}
+            lock = self._mutexes[(service, key)] = asyncio.Lock()
+        return lock
+
+    async def _read(self, opk: str) -> Item | None:
+        item = self._cache.get(opk)
+        if item is None:
+            item = await self._backend.get(opk, keys.LOCK)
+        return item
+
+    def _wrote(self, put: Put) -> None:
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[put.pk] = Item(put.pk, put.sk, put.value, (put.expect or 0) + 1)
+
+    def forget(self, opk: str) -> None:
+        """Drop a cached lock record (after a conflict, or a write that bypassed the cache)."""
+        self._cache.pop(opk, None)
+
+    def wrote_ops(self, ops: list[WriteOp]) -> None:
+        """Remember lock records among ``ops`` (just committed)."""
+        for op in ops:
+            if isinstance(op, Put) and op.sk == keys.LOCK:
+                self._wrote(op)
+
+    async def enqueue(
+        self,
+        inv: rec.Invocation,
+        ops: list[WriteOp],
+        entries: list[tuple[int, bytes]],
+        *,
+        meta_version: int = 0,
+        run_here: bool = False,
+    ) -> tuple[rec.Invocation, bool]:
+        """Create (``meta_version`` 0) or move (a scheduled one, at ``meta_version``) an
+        exclusive invocation: it takes the key's lock if free, else joins the inbox.
+
+        Returns the invocation and whether this call created or moved it (False: it existed).
+        """
+        assert inv.key is not None
+        opk = keys.obj(inv.service, inv.key)
+        pk = keys.inv(inv.id)
+        async with self.mutex(inv.service, inv.key):
+            for _ in range(100):
+                now = self._clock.now_ms()
+                item = await self._read(opk)
+                lock = decode_lock(item.value) if item else rec.LockRecord()
+                version = item.version if item else 0
+                extra: list[WriteOp] = []
+                claimed = False
+                if lock.holder is None and lock.head == lock.tail:
+                    lock.holder = inv.id
+                    inv.status, due, claimed = self._leases.initial(inv, now, run_here)
+                else:
+                    inv.status = rec.Status.INBOXED
+                    due = None
+                    extra.append(Put(opk, keys.inbox(lock.tail), inv.id.encode()))
+                    lock.tail += 1
+                meta = Put(pk, keys.META, rec.encode(inv), expect=meta_version, due_ms=due)
+                lock_put = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
+                try:
+                    await self._committer.write([meta, *ops, lock_put, *extra])
+                except ConflictError as exc:
+                    self.forget(opk)
+                    current = await self._store.invocation(inv.id)
+                    if meta_version:
+                        if current is None or current.version != meta_version:
+                            return await self._existing(inv.id), False
+                        continue
+                    if exc.index == 0 or current is not None:
+                        return await self._existing(inv.id), False
+                    continue
+                self._wrote(lock_put)
+                if claimed:
+                    self._dispatch.dispatch(inv.id, Claimed(inv, meta_version + 1, entries))
+                elif inv.status == rec.Status.READY:
+                    self._dispatch.dispatch(inv.id)
+                return inv, True
+        raise ConflictError(f"too much contention on {inv.service}/{inv.key}")
+
+    async def _existing(self, inv_id: str) -> rec.Invocation:
+        found = await self._store.invocation(inv_id)
+        if found is None:
+            raise ConflictError(f"invocation {inv_id} was concurrently purged")
+        return found.inv
+
+    async def handover(self, service: str, key: str, holder: str) -> Handover | None:
+        """Writes that pass ``service/key``'s lock from ``holder`` to the next queued invocation
+        (or free it), to commit together with the holder's completion.
+
+        None when it cannot be decided from a consistent read (the next queued invocation
+        completed while it waited): the completion then carries a ``release`` effect instead.
+        """
+        opk = keys.obj(service, key)
+        item = await self._read(opk)
+        lock = decode_lock(item.value) if item is not None else None
+        if lock is None or lock.holder != holder:
+            # Deciding to write nothing must not rest on a cached copy: read the record.
+            self.forget(opk)
+            item = await self._backend.get(opk, keys.LOCK)
+            if item is None:
+                return Handover([], None)
+            lock = decode_lock(item.value)
+            if lock.holder != holder:
+                return Handover([], None)
+        assert item is not None
+        if lock.head >= lock.tail:
+            lock.holder = None
+            return Handover([Put(opk, keys.LOCK, rec.encode(lock), expect=item.version)], None)
+        q = await self._backend.get(opk, keys.inbox(lock.head))
+        if q is None:
+            return None
+        next_id = q.value.decode()
+        meta = await self._backend.get(keys.inv(next_id), keys.META)
+        if meta is None:
+            return None
+        nxt = decode_invocation(meta.value)
+        if nxt.status != rec.Status.INBOXED:
+            return None
+        segment = await self._backend.get(keys.inv(next_id), keys.journal(0))
+        if segment is None:
+            return None
+        lock.holder = next_id
+        lock.head += 1
+        nxt.status, due, claimed = self._leases.initial(nxt, self._clock.now_ms())
+        ops: list[WriteOp] = [
+            Put(opk, keys.LOCK, rec.encode(lock), expect=item.version),
+            Delete(opk, q.sk, expect=q.version),
+            Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due),
+        ]
+        if not claimed:
+            return Handover(ops, next_id)
+        return Handover(ops, Claimed(nxt, meta.version + 1, decode_segment(segment.value)))
+
+    def start_next(self, handover: Handover) -> None:
+        """After the commit that carried ``handover``: drive the new holder."""
+        self.wrote_ops(handover.ops)
+        if isinstance(handover.next, Claimed):
+            self._dispatch.dispatch(handover.next.inv.id, handover.next)
+        elif handover.next is not None:
+            self._dispatch.dispatch(handover.next)
+
+    async def release(self, service: str, key: str, holder: str | None) -> None:
+        """Pass the lock of ``service/key`` from ``holder`` on (the ``release`` effect).
+
+        Idempotent: nothing happens unless ``holder`` still holds the lock. Queued invocations
+        that completed while waiting (cancelled or killed) are skipped.
+        """
+        opk = keys.obj(service, key)
+        async with self.mutex(service, key):
+            self.forget(opk)  # this path reads and writes the record without the cache
+            try:
+                await self._release(opk, holder)
+            finally:
+                self.forget(opk)
+
+    async def _release(self, opk: str, holder: str | None) -> None:
+        for _ in range(1000):
+            item = await self._backend.get(opk, keys.LOCK)
+            if item is None:
+                return
+            lock = decode_lock(item.value)
+            if lock.holder != holder:
+                return
+            ops: list[WriteOp] = []
+            nxt: rec.Invocation | None = None
+            meta: Item | None = None
+            claimed = False
+            if lock.head >= lock.tail:
+                lock.holder = None
+            else:
+                q = await self._backend.get(opk, keys.inbox(lock.head))
+                lock.head += 1
+                if q is not None:
+                    ops.append(Delete(opk, q.sk, expect=q.version))
+                    meta = await self._backend.get(keys.inv(q.value.decode()), keys.META)
+                nxt = decode_invocation(meta.value) if meta is not None else None
+                if meta is not None and nxt is not None and nxt.status == rec.Status.INBOXED:
+                    lock.holder = nxt.id
+                    nxt.status, due, claimed = self._leases.initial(nxt, self._clock.now_ms())
+                    ops.append(
+                        Put(meta.pk, keys.META, rec.encode(nxt), expect=meta.version, due_ms=due)
+                    )
+                else:
+                    # The queued invocation completed while it waited (cancelled or killed):
+                    # skip it. ``holder`` keeps the lock meanwhile, so a crash here leaves a
+                    # record this same release (retried from the outbox) continues from.
+                    nxt = None
+            ops.insert(0, Put(opk, keys.LOCK, rec.encode(lock), expect=item.version))
+            try:
+                await self._committer.write(ops)
+            except ConflictError:
+                continue
+            if nxt is None:
+                if lock.holder is None:
+                    return
+                continue
+            assert meta is not None
+            if claimed:
+                seg = await self._backend.get(keys.inv(nxt.id), keys.journal(0))
+                entries = decode_segment(seg.value) if seg else []
+                self._dispatch.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries))
+            else:
+                self._dispatch.dispatch(nxt.id)
+            return
+        raise ConflictError(f"too much contention releasing {opk}")

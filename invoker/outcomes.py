@@ -1,0 +1,110 @@
+"""Clients waiting in this process for invocations to complete, and the outcomes they get.
+
+Waiting here is not durable and need not be: a blocking ingress call or attach is tied to its
+HTTP connection. Whoever commits a completion in this process resolves the futures at once;
+otherwise (the invocation runs on another engine) the waiter polls the store, backing off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from invoker import records as rec
+from invoker.api import NotFoundError, Outcome, UnavailableError
+from invoker.store import Store
+
+
+def outcome_of(inv: rec.Invocation, *, first_response: bool = False) -> Outcome:
+    """The client-facing outcome of a completed invocation.
+
+    Like Restate 1.7 (which gives every ingress call an idempotency key), attach, output and
+    duplicate responses carry ``idempotency-expires``; the first response does not.
+    """
+    result = inv.result or rec.Result(value=b"")
+    expires = None if first_response or inv.invoked_by != "ingress" else inv.expires_ms
+    if result.failure is not None:
+        return Outcome(
+            invocation_id=inv.id,
+            ok=False,
+            failure_code=result.failure.code,
+            failure_message=result.failure.message,
+            failure_metadata=dict(result.failure.metadata),
+            idempotency_expires_ms=expires,
+        )
+    return Outcome(
+        invocation_id=inv.id,
+        ok=True,
+        value=result.value or b"",
+        content_type=inv.output_content_type,
+        idempotency_expires_ms=expires,
+    )
+
+
+class LocalWaiters:
+    """Futures of in-process clients, keyed by invocation id."""
+
+    def __init__(self, store: Store, is_driven_here: Callable[[str], bool]) -> None:
+        self._store = store
+        self._futures: dict[str, list[asyncio.Future[Outcome]]] = {}
+        #: Whether an invocation's attempt runs here: its record may not be stored yet (a
+        #: deferred creation).
+        self._is_driven_here = is_driven_here
+
+    def register(self, inv_id: str) -> asyncio.Future[Outcome]:
+        """A future resolved when ``inv_id`` completes in this process."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._futures.setdefault(inv_id, []).append(future)
+        return future
+
+    def drop(self, inv_id: str, future: asyncio.Future[Outcome]) -> None:
+        """Forget a future (its client left or got the outcome another way)."""
+        futures = self._futures.get(inv_id)
+        if futures and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self._futures[inv_id]
+
+    def resolve(self, inv: rec.Invocation) -> None:
+        """``inv`` completed: hand its outcome to every local waiter."""
+        futures = self._futures.pop(inv.id, None)
+        if not futures:
+            return
+        outcome = outcome_of(inv, first_response=True)
+        for f in futures:
+            if not f.done():
+                f.set_result(outcome)
+
+    def fail(self, inv_id: str, error: Exception) -> None:
+        """The invocation was never stored (its creating commit failed): tell the waiters."""
+        for f in self._futures.pop(inv_id, []):
+            if not f.done():
+                f.set_exception(error)
+
+    async def wait(self, inv_id: str, future: asyncio.Future[Outcome]) -> Outcome:
+        """Wait for ``future``, polling the store as a fallback (another engine may run it)."""
+        try:
+            delay = 0.5
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=delay)
+                if done:
+                    return future.result()
+                found = await self._store.invocation(inv_id)
+                if found is None:
+                    if self._is_driven_here(inv_id):
+                        continue  # a deferred first attempt still running here
+                    raise NotFoundError("not found")
+                if found.inv.status == rec.Status.COMPLETED:
+                    return outcome_of(found.inv)
+                delay = min(delay * 2, 5.0)
+        finally:
+            self.drop(inv_id, future)
+            if future.done() and not future.cancelled():
+                with contextlib.suppress(Exception):
+                    future.exception()
+
+
+def unavailable(inv_id: str) -> UnavailableError:
+    """The error a client gets when its invocation could not be stored."""
+    return UnavailableError(f"invocation {inv_id} could not be stored; retry the request")

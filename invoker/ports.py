@@ -1,0 +1,94 @@
+"""What the engine's parts need from each other, as small interfaces.
+
+The parts are wired together by :class:`invoker.engine.Engine`; each takes the others it needs
+through its constructor, typed by these protocols where a concrete import would close a circle
+(the drivers run attempts whose commits create work the drivers then run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from backends.api import Put, WriteOp
+from invoker import keys
+from invoker import records as rec
+from invoker.journal import encode_segment
+from invoker.processing import Entry
+
+
+@dataclass(slots=True)
+class Claimed:
+    """An invocation this engine holds the lease of, with its journal in memory."""
+
+    inv: rec.Invocation
+    version: int
+    entries: list[Entry]
+    #: Writes that create the invocation, deferred to its first commit (a blocking call with a
+    #: random id: nothing was acknowledged before that commit). Cleared once a commit applied.
+    unsaved: list[WriteOp] | None = None
+    #: Set once a commit completing the invocation applied: nothing may change it after that.
+    done: bool = False
+
+    def creation(self, ops: Sequence[WriteOp], *, expires_ms: int | None = None) -> list[WriteOp]:
+        """``ops`` (fence first) followed by the deferred creation writes, if any.
+
+        ``expires_ms`` stamps every Put with a store-side expiry (an invocation completed in the
+        commit that created it: the store may drop it all at retention's end).
+        """
+        out = [*ops, *(self.unsaved or [])]
+        if expires_ms is not None:
+            out = [
+                dataclasses.replace(op, expires_ms=expires_ms) if isinstance(op, Put) else op
+                for op in out
+            ]
+        return out
+
+    def fold_into_creation(self, entries: list[Entry]) -> bool:
+        """Fold ``entries`` into the deferred first journal segment (one item instead of two:
+        half the write units of a call that completes at once on DynamoDB)."""
+        if not self.unsaved:
+            return False
+        first = self.unsaved[0]
+        if not isinstance(first, Put) or first.sk != keys.journal(0):
+            return False
+        self.unsaved[0] = Put(first.pk, first.sk, encode_segment([*self.entries, *entries]))
+        return True
+
+
+class Dispatch(Protocol):
+    """Makes sure invocations get driven (implemented by :class:`invoker.drivers.Drivers`)."""
+
+    def dispatch(self, inv_id: str, claimed: Claimed | None = None) -> None:
+        """Drive ``inv_id`` soon; ``claimed``: this engine already holds its lease."""
+        ...
+
+    def due_at(self, inv_id: str, due_ms: int) -> None:
+        """Something of ``inv_id`` falls due at ``due_ms`` (wake the timer loop / dispatcher)."""
+        ...
+
+
+class EffectApplier(Protocol):
+    """Applies one outbox effect (implemented by :class:`invoker.effects.Effects`)."""
+
+    async def apply(self, inv_id: str, effect: rec.Effect, origin: str) -> None:
+        """Apply ``effect`` written by invocation ``inv_id``; idempotent; raise to retry.
+
+        ``origin`` names the effect uniquely and stably (outbox item and position), for effects
+        that need a deduplication key of their own.
+        """
+        ...
+
+
+class Dispatcher(Protocol):
+    """Hands invocations to whichever process will drive them (an SQS queue on AWS)."""
+
+    async def dispatch(self, inv_id: str) -> None:
+        """Have ``inv_id`` driven as soon as possible."""
+        ...
+
+    async def schedule(self, inv_id: str, due_ms: int) -> None:
+        """Have ``inv_id`` looked at again at ``due_ms`` (may do nothing if too far ahead)."""
+        ...

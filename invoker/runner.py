@@ -1,0 +1,106 @@
+"""Driving one invocation: claim it, run attempts while it can make progress, settle each.
+
+The unit a driver task (or a Lambda worker's message) executes. Storage errors, bugs and
+crashes never leave an attempt half-recorded: every outcome goes through one commit
+(:mod:`invoker.settle`); if even that cannot happen, the invocation's record stays due at its
+lease end and the sweeper resumes it from what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from invoker.attempt import Attempts, Terminal
+from invoker.claims import Claims, Retry
+from invoker.commit import CommitUnknownError
+from invoker.drivers import Drivers
+from invoker.ports import Claimed
+from invoker.processing import AttemptError
+from invoker.settle import Settler
+from invoker.store import Store
+
+log = logging.getLogger("restate_lambda.runner")
+
+#: Claims lost to a concurrent change before giving up to the sweeper.
+_CLAIM_TRIES = 20
+
+
+class Runner:
+    """Drives invocations (bound into :class:`~invoker.drivers.Drivers`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        claims: Claims,
+        attempts: Attempts,
+        settler: Settler,
+        drivers: Drivers,
+        max_concurrent_attempts: int,
+    ) -> None:
+        self._store = store
+        self._claims = claims
+        self._attempts = attempts
+        self._settler = settler
+        self._drivers = drivers
+        self._slots = asyncio.Semaphore(max_concurrent_attempts)
+
+    async def drive(self, inv_id: str, claimed: Claimed | None, reraise: bool) -> None:
+        """Drive ``inv_id`` until it cannot make progress here (see the module docstring)."""
+        try:
+            tries = 0
+            while True:
+                self._drivers.again(inv_id)
+                st: Claimed | Retry | None = claimed or await self._claims.claim(inv_id)
+                claimed = None
+                if st is Retry.AGAIN:
+                    tries += 1
+                    if tries >= _CLAIM_TRIES:
+                        return
+                    continue
+                if isinstance(st, Claimed):
+                    async with self._slots:
+                        await self._run(st)
+                if not self._drivers.again(inv_id):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("driving invocation %s failed; the sweeper will retry it", inv_id)
+            if reraise:
+                raise
+
+    async def _run(self, st: Claimed) -> None:
+        """Run attempts while the invocation can make progress without waiting."""
+        try:
+            state, state_version = await self._load_state(st)
+            while True:
+                outcome = await self._attempts.run(st, state)
+                if isinstance(outcome, Terminal):
+                    await self._settler.terminal(st, outcome.failure)
+                    return
+                if isinstance(outcome, AttemptError):
+                    await self._settler.fail(st, outcome)
+                    return
+                cont = await self._settler.settle(st, outcome, state_version)
+                if cont is None:
+                    return
+                state, state_version = cont.state, cont.state_version
+        except CommitUnknownError:
+            # Storage is failing; the record stays due at its lease end (or, never stored, the
+            # client was told). Nothing to undo.
+            log.warning("invocation %s: storage unavailable; left to the sweeper", st.inv.id)
+        except Exception as exc:
+            # A bug or a storage outage while reading: fail the attempt so it is retried with
+            # backoff instead of waiting for the lease to expire.
+            log.exception("attempt of %s failed unexpectedly", st.inv.id)
+            try:
+                await self._settler.fail(st, AttemptError(500, f"internal error: {exc!r}"))
+            except Exception:
+                log.exception("could not record the failed attempt of %s", st.inv.id)
+
+    async def _load_state(self, st: Claimed) -> tuple[dict[str, bytes], int]:
+        inv = st.inv
+        if inv.key is None or inv.service_kind == "service":
+            return {}, 0
+        return await self._store.state(inv.service, inv.key)

@@ -1,0 +1,381 @@
+"""Settling an attempt: turning what it produced into one commit, and what follows.
+
+Every outcome of an attempt is one atomic batch, built here, fenced by the invocation record's
+version (operation 0):
+
+* **progress** (journal segment, state, sleeps, outbox item with the attempt's effects) always;
+* **completed**: the record with its result, the key's lock handed on in the same batch when
+  possible, and a ``notify`` effect when a caller or attached invocation waits;
+* **suspended**: the record waiting, due at its earliest sleep;
+* **continue**: everything the handler waits for is already there; the lease is extended and the
+  next attempt starts in the same process;
+* **failed**: the record backing off (or paused, or completed with the failure when the retry
+  policy says kill), with whatever progress the attempt made before its error.
+
+After a batch applied, nothing can turn it into a failure: the follow-up (applying the outbox,
+driving the next holder of the lock, waking local clients) runs in :meth:`Settler._after`, whose
+errors are logged and left to the durable outbox and due records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from backends.api import ConflictError, Put, ValueTooLargeError, WriteOp
+from invoker import keys
+from invoker import records as rec
+from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
+from invoker.config import EngineConfig
+from invoker.journal import encode_segment, satisfied
+from invoker.locks import Handover, ObjectLocks
+from invoker.outbox import Outbox
+from invoker.outcomes import LocalWaiters, unavailable
+from invoker.policies import Leases, Policies
+from invoker.ports import Claimed, Dispatch
+from invoker.processing import AttemptError, Entry, Processed, notification_entry
+from invoker.store import Store
+from restate_lambda.clock import Clock
+from restate_lambda.protocol.messages import MessageType as T
+
+log = logging.getLogger("restate_lambda.settle")
+
+#: Hand-over tries before a completion falls back to a ``release`` effect.
+_HANDOVER_TRIES = 5
+
+
+class _LockMoved(Exception):
+    """The hand-over of a key's lock lost to another writer of the lock record."""
+
+
+@dataclass(slots=True)
+class Continue:
+    """The handler can go on at once: run the next attempt with this state."""
+
+    state: dict[str, bytes]
+    state_version: int
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A commit being built."""
+
+    ops: list[WriteOp] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    effects: list[rec.Effect] = field(default_factory=list)
+    state_version: int = 0
+
+
+class Settler:
+    """Commits attempts (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        committer: Committer,
+        clock: Clock,
+        config: EngineConfig,
+        policies: Policies,
+        leases: Leases,
+        locks: ObjectLocks,
+        outbox: Outbox,
+        waiters: LocalWaiters,
+        dispatch: Dispatch,
+    ) -> None:
+        self._store = store
+        self._committer = committer
+        self._clock = clock
+        self._config = config
+        self._policies = policies
+        self._leases = leases
+        self._locks = locks
+        self._outbox = outbox
+        self._waiters = waiters
+        self._dispatch = dispatch
+
+    # -- the attempt's outcome -----------------------------------------------------------------
+
+    async def settle(self, st: Claimed, p: Processed, state_version: int) -> Continue | None:
+        """Commit one attempt's outcome; :class:`Continue` when the handler can go on."""
+        assert not st.done, "an attempt of a completed invocation"
+        inv = st.inv
+        now = self._clock.now_ms()
+        batch = self._progress(st, p, state_version, now)
+        if p.error is not None:
+            await self.fail(st, p.error, batch)
+            return None
+        if p.ended:
+            assert p.output is not None
+            await self._end(st, p.output, batch)
+            return None
+        assert p.suspension is not None
+        completions, signals, named = p.suspension
+        inv.waiting_completions = completions
+        inv.waiting_signals = signals
+        inv.waiting_named_signals = named
+        inv.retry_count = 0
+        resolved = p.resolved_completions | _fire_sleeps(inv, batch, now)
+        cont = satisfied(inv, resolved, set())
+        due: int | None
+        if cont:
+            due = self._leases.take(inv, now)
+        else:
+            inv.status = rec.Status.SUSPENDED
+            inv.lease_owner = None
+            inv.lease_until_ms = None
+            due = rec.due_of(inv)
+        if not await self._commit(st, batch, due):
+            return None
+        if cont:
+            return Continue(p.state or {}, batch.state_version)
+        # Notifications that arrived while the attempt ran: the claim takes them in.
+        self._dispatch.dispatch(inv.id)
+        return None
+
+    def _progress(self, st: Claimed, p: Processed, state_version: int, now: int) -> _Batch:
+        """Journal, state, sleeps and effects of an attempt (applied to ``st.inv``)."""
+        inv = st.inv
+        batch = _Batch(entries=list(p.entries), effects=list(p.effects))
+        batch.state_version = state_version
+        if p.entries:
+            inv.commands_len += p.new_commands
+            inv.last_stored_ms = now
+            inv.retry_since_stored = 0
+        if p.state_changed and inv.key is not None and p.state is not None:
+            batch.ops.append(
+                Put(
+                    keys.obj(inv.service, inv.key),
+                    keys.STATE,
+                    rec.encode(rec.StateRecord(p.state)),
+                    expect=state_version,
+                )
+            )
+            batch.state_version = state_version + 1
+        if p.timers:
+            inv.timers = [*inv.timers, *p.timers]
+        inv.modified_ms = now
+        return batch
+
+    async def _end(self, st: Claimed, result: rec.Result, batch: _Batch) -> None:
+        """Commit the invocation's completion with ``result`` (and ``batch``'s progress)."""
+        inv = st.inv
+        now = self._clock.now_ms()
+        self._policies.mark_completed(inv, result, now)
+        inv.retry_count = 0
+        if inv.caller is not None or inv.has_waiters:
+            batch.effects.append(rec.Effect("notify"))
+        # Completed in the commit that created it, with nothing left to apply: everything it
+        # has is in this batch, so a store with item expiry (DynamoDB TTL) can drop it at
+        # retention's end for free; otherwise the sweeper purges it then.
+        store_expiry = (
+            self._committer.backend.supports_expiry and st.unsaved is not None and not batch.effects
+        )
+        due = None if store_expiry else inv.expires_ms
+        holds_lock = inv.key is not None and inv.handler_kind == "exclusive"
+        if not holds_lock:
+            await self._commit(st, batch, due, expires_ms=inv.expires_ms if store_expiry else None)
+            return
+        assert inv.key is not None
+        async with self._locks.mutex(inv.service, inv.key):
+            for _ in range(_HANDOVER_TRIES):
+                handover = await self._locks.handover(inv.service, inv.key, inv.id)
+                if handover is None:
+                    break
+                try:
+                    await self._commit(st, batch, due, handover=handover)
+                    return
+                except _LockMoved:
+                    # Another process queued behind the lock meanwhile: read it again.
+                    self._locks.forget(keys.obj(inv.service, inv.key))
+            batch.effects.append(
+                rec.Effect("release", rec.encode(rec.ReleaseOp(inv.service, inv.key, inv.id)))
+            )
+            await self._commit(st, batch, due)
+
+    # -- failures ------------------------------------------------------------------------------
+
+    async def fail(self, st: Claimed, error: AttemptError, batch: _Batch | None = None) -> None:
+        """Record a failed attempt: back off and retry, or pause / kill after max attempts.
+
+        ``batch``: progress the attempt made before failing, committed with the failure.
+        """
+        if st.done:
+            log.error("invocation %s completed; not recording a failure after it", st.inv.id)
+            return
+        inv = st.inv
+        batch = batch or _Batch()
+        now = self._clock.now_ms()
+        inv.retry_count += 1
+        inv.retry_since_stored = 1 if batch.entries else inv.retry_since_stored + 1
+        inv.last_failure = rec.Failure(error.code, error.message)
+        inv.last_failure_related_command = error.related_command
+        inv.last_failure_stacktrace = error.stacktrace or None
+        inv.lease_owner = None
+        inv.lease_until_ms = None
+        inv.modified_ms = now
+        policy = self._policies.retry_policy(inv)
+        log.warning(
+            "invocation %s %s/%s attempt failed (%d): [%d] %s",
+            inv.id,
+            inv.service,
+            inv.handler,
+            inv.retry_count,
+            error.code,
+            error.message,
+        )
+        due: int | None
+        if policy.max_attempts is not None and inv.retry_count >= policy.max_attempts:
+            if policy.on_max_attempts == "kill":
+                await self._end(
+                    st, rec.Result(failure=rec.Failure(error.code, error.message)), batch
+                )
+                return
+            inv.status = rec.Status.PAUSED
+            inv.next_retry_ms = None
+            due = None
+        else:
+            if error.next_retry_delay_ms is not None:
+                delay = error.next_retry_delay_ms
+            else:
+                delay = int(
+                    min(
+                        policy.initial_interval_ms * policy.factor ** (inv.retry_count - 1),
+                        policy.max_interval_ms,
+                    )
+                )
+            inv.status = rec.Status.BACKING_OFF
+            inv.next_retry_ms = now + delay
+            due = inv.next_retry_ms
+        await self._commit(st, batch, due)
+
+    async def terminal(self, st: Claimed, failure: rec.Failure) -> None:
+        """End the invocation with ``failure`` (an attempt that can never succeed)."""
+        await self._end(st, rec.Result(failure=failure), _Batch())
+
+    # -- the commit ----------------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        st: Claimed,
+        batch: _Batch,
+        due: int | None,
+        *,
+        handover: Handover | None = None,
+        expires_ms: int | None = None,
+    ) -> bool:
+        """Commit ``st.inv`` with ``batch``; True when applied (then follow it up).
+
+        A conflict on the record means the invocation changed under the attempt (killed,
+        paused, taken over): the attempt is dropped and the invocation looked at again. A
+        conflict elsewhere repeats on every try, so it fails the attempt with backoff.
+        """
+        inv = st.inv
+        pk = keys.inv(inv.id)
+        ops: list[WriteOp] = [Put(pk, keys.META, b"", expect=st.version, due_ms=due)]
+        journal_entries = batch.entries
+        if journal_entries and not st.fold_into_creation(journal_entries):
+            ops.append(Put(pk, keys.journal(inv.journal_len), encode_segment(journal_entries)))
+        inv.journal_len += len(journal_entries)
+        ops += batch.ops
+        outbox: Put | None = None
+        if batch.effects:
+            outbox = self._outbox.item(inv.id, st.version + 1, batch.effects)
+            ops.append(outbox)
+        if handover is not None:
+            ops += handover.ops
+        ops[0] = Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due)
+        try:
+            await self._committer.write(st.creation(ops, expires_ms=expires_ms))
+        except ConflictError as exc:
+            inv.journal_len -= len(journal_entries)
+            if handover is not None and exc.index is not None:
+                first = len(ops) - len(handover.ops)
+                if first <= exc.index < len(ops):
+                    raise _LockMoved from exc
+            await self._lost(st, exc)
+            return False
+        except (CommitTooLargeError, ValueTooLargeError) as exc:
+            inv.journal_len -= len(journal_entries)
+            log.warning("invocation %s: %s", inv.id, exc)
+            await self._too_large(st, exc)
+            return False
+        except CommitUnknownError as exc:
+            inv.journal_len -= len(journal_entries)
+            await self._unknown(st, exc)
+            return False
+        self._after(st, batch, handover, outbox)
+        return True
+
+    def _after(
+        self, st: Claimed, batch: _Batch, handover: Handover | None, outbox: Put | None
+    ) -> None:
+        """Follow up an applied commit. Nothing here may fail the commit: errors are logged and
+        everything it starts is also durable (outbox item due, records due)."""
+        inv = st.inv
+        try:
+            st.version += 1
+            st.unsaved = None
+            st.entries.extend(batch.entries)
+            if handover is not None:
+                self._locks.start_next(handover)
+            if outbox is not None:
+                self._outbox.apply_soon(self._outbox.committed(outbox))
+            if inv.status == rec.Status.COMPLETED:
+                st.done = True
+                self._waiters.resolve(inv)
+            elif inv.timers:
+                self._dispatch.due_at(inv.id, min(wake for _cid, wake in inv.timers))
+            elif inv.status in (rec.Status.BACKING_OFF,) and inv.next_retry_ms is not None:
+                self._dispatch.due_at(inv.id, inv.next_retry_ms)
+        except Exception:
+            log.exception("following up the commit of %s failed; the sweeper will", inv.id)
+
+    async def _lost(self, st: Claimed, exc: ConflictError) -> None:
+        inv = st.inv
+        if exc.index == 0:
+            log.info("invocation %s changed during its attempt; dropping the attempt", inv.id)
+            self._dispatch.dispatch(inv.id)
+            return
+        # A conflict on something the attempt wrote (its state, a journal segment, the outbox):
+        # it would conflict again on every retry. Back off instead of re-invoking at once.
+        found = await self._store.invocation(inv.id)
+        if found is None and st.unsaved is None:
+            return
+        if found is not None:
+            st.inv, st.version = found.inv, found.version
+            if found.inv.lease_owner != self._leases.node_id:
+                return
+        await self.fail(
+            st,
+            AttemptError(500, f"the attempt's commit conflicted on item {exc.index}: {exc}"),
+        )
+
+    async def _too_large(self, st: Claimed, exc: Exception) -> None:
+        found = await self._store.invocation(st.inv.id)
+        if found is not None:
+            st.inv, st.version = found.inv, found.version
+        await self.terminal(st, rec.Failure(500, f"the attempt's output cannot be stored: {exc}"))
+
+    async def _unknown(self, st: Claimed, exc: CommitUnknownError) -> None:
+        inv = st.inv
+        log.error("invocation %s: storage failed, outcome unknown: %s", inv.id, exc)
+        if st.unsaved is None:
+            return  # its record stays due (lease end): the sweeper resumes it from the store
+        try:
+            found = await self._store.invocation(inv.id)
+        except Exception:
+            found = None
+        if found is None:
+            self._waiters.fail(inv.id, unavailable(inv.id))
+
+
+def _fire_sleeps(inv: rec.Invocation, batch: _Batch, now: int) -> set[int]:
+    """Complete the sleeps already due (a zero-length sleep, a slow attempt) in this commit."""
+    fired = {cid for cid, wake in inv.timers if wake <= now}
+    if fired:
+        inv.timers = [t for t in inv.timers if t[1] > now]
+        for cid in sorted(fired):
+            batch.entries.append(
+                notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), cid, None)
+            )
+    return fired
