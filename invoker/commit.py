@@ -34,12 +34,13 @@ from backends.api import (
     ValueTooLargeError,
     WriteOp,
 )
+from invoker.api import UnavailableError
 
 log = logging.getLogger("restate_lambda.commit")
 
 
-class CommitUnknownError(Exception):
-    """A write kept failing: it may or may not have been applied."""
+class CommitUnknownError(UnavailableError):
+    """A write kept failing: it may or may not have been applied (a client gets 503)."""
 
 
 class CommitTooLargeError(ValueError):

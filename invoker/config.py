@@ -34,5 +34,8 @@ class EngineConfig:
     #: Transient storage errors: a write is retried this many times before the operation fails.
     write_retries: int = 3
     write_retry_delay_s: float = 0.05
+    #: A client waiting for an invocation another engine runs polls the store, starting at
+    #: this interval and doubling up to 5 s.
+    outcome_poll_s: float = 0.5
     #: How often an engine checks the store for deployments registered by other engines.
     registry_refresh_ms: int = 2_000

@@ -112,7 +112,7 @@ class Engine(Admin):
         self.policies = policies = Policies(registry, config)
         leases = Leases(self.node_id, policies, run_locally=run_locally)
         self.lookup = lookup = Lookup(registry)
-        self.waiters = waiters = LocalWaiters(store, drivers.is_driven)
+        self.waiters = waiters = LocalWaiters(store, drivers.is_driven, config.outcome_poll_s)
         delivery = Delivery(store, committer, clock, drivers, self.node_id)
         locks = ObjectLocks(store, committer, clock, leases, drivers)
         self.submission = submission = Submission(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from backends.api import ConflictError, Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
-from invoker.commit import Committer
+from invoker.commit import Committer, CommitUnknownError
 from invoker.journal import decode_segment
 from invoker.policies import Leases
 from invoker.ports import Claimed, Dispatch
@@ -126,6 +126,10 @@ class ObjectLocks:
                 lock_put = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
                 try:
                     await self._committer.write([meta, *ops, lock_put, *extra])
+                except CommitUnknownError:
+                    self.forget(opk)
+                    self._dispatch.dispatch(inv.id)  # maybe stored under this engine's lease
+                    raise
                 except ConflictError as exc:
                     self.forget(opk)
                     current = await self._store.invocation(inv.id)

@@ -45,12 +45,15 @@ def outcome_of(inv: rec.Invocation, *, first_response: bool = False) -> Outcome:
 class LocalWaiters:
     """Futures of in-process clients, keyed by invocation id."""
 
-    def __init__(self, store: Store, is_driven_here: Callable[[str], bool]) -> None:
+    def __init__(
+        self, store: Store, is_driven_here: Callable[[str], bool], poll_s: float = 0.5
+    ) -> None:
         self._store = store
         self._futures: dict[str, list[asyncio.Future[Outcome]]] = {}
         #: Whether an invocation's attempt runs here: its record may not be stored yet (a
         #: deferred creation).
         self._is_driven_here = is_driven_here
+        self._poll_s = poll_s
 
     def register(self, inv_id: str) -> asyncio.Future[Outcome]:
         """A future resolved when ``inv_id`` completes in this process."""
@@ -85,7 +88,7 @@ class LocalWaiters:
     async def wait(self, inv_id: str, future: asyncio.Future[Outcome]) -> Outcome:
         """Wait for ``future``, polling the store as a fallback (another engine may run it)."""
         try:
-            delay = 0.5
+            delay = self._poll_s
             while True:
                 done, _ = await asyncio.wait({future}, timeout=delay)
                 if done:
@@ -97,7 +100,7 @@ class LocalWaiters:
                     raise NotFoundError("not found")
                 if found.inv.status == rec.Status.COMPLETED:
                     return outcome_of(found.inv)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, max(5.0, self._poll_s))
         finally:
             self.drop(inv_id, future)
             if future.done() and not future.cancelled():

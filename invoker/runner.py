@@ -24,6 +24,9 @@ log = logging.getLogger("restate_lambda.runner")
 
 #: Claims lost to a concurrent change before giving up to the sweeper.
 _CLAIM_TRIES = 20
+#: After storage failed with an unknown outcome: pauses (seconds, real time) before this engine
+#: looks again, then it leaves the invocation to its lease's end and the sweeper.
+_STORAGE_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
 
 
 class Runner:
@@ -49,18 +52,33 @@ class Runner:
         """Drive ``inv_id`` until it cannot make progress here (see the module docstring)."""
         try:
             tries = 0
+            storage_failures = 0
             while True:
                 self._drivers.again(inv_id)
-                st: Claimed | Retry | None = claimed or await self._claims.claim(inv_id)
-                claimed = None
-                if st is Retry.AGAIN:
-                    tries += 1
-                    if tries >= _CLAIM_TRIES:
+                try:
+                    st: Claimed | Retry | None = claimed or await self._claims.claim(inv_id)
+                    claimed = None
+                    if st is Retry.AGAIN:
+                        tries += 1
+                        if tries >= _CLAIM_TRIES:
+                            return
+                        continue
+                    if isinstance(st, Claimed):
+                        async with self._slots:
+                            await self._run(st)
+                except CommitUnknownError as exc:
+                    # Storage is failing; what is stored is the truth. Look again shortly (the
+                    # claim re-reads it), then leave it to the lease's end and the sweeper.
+                    if storage_failures >= len(_STORAGE_BACKOFF_S):
+                        log.warning(
+                            "invocation %s: storage unavailable (%s); left to the sweeper",
+                            inv_id,
+                            exc,
+                        )
                         return
+                    await asyncio.sleep(_STORAGE_BACKOFF_S[storage_failures])
+                    storage_failures += 1
                     continue
-                if isinstance(st, Claimed):
-                    async with self._slots:
-                        await self._run(st)
                 if not self._drivers.again(inv_id):
                     return
         except asyncio.CancelledError:
@@ -87,9 +105,7 @@ class Runner:
                     return
                 state, state_version = cont.state, cont.state_version
         except CommitUnknownError:
-            # Storage is failing; the record stays due at its lease end (or, never stored, the
-            # client was told). Nothing to undo.
-            log.warning("invocation %s: storage unavailable; left to the sweeper", st.inv.id)
+            raise
         except Exception as exc:
             # A bug or a storage outage while reading: fail the attempt so it is retried with
             # backoff instead of waiting for the lease to expire.

@@ -302,7 +302,7 @@ class Settler:
         except CommitUnknownError as exc:
             inv.journal_len -= len(journal_entries)
             await self._unknown(st, exc)
-            return False
+            raise
         self._after(st, batch, handover, outbox)
         return True
 
@@ -359,14 +359,16 @@ class Settler:
     async def _unknown(self, st: Claimed, exc: CommitUnknownError) -> None:
         inv = st.inv
         log.error("invocation %s: storage failed, outcome unknown: %s", inv.id, exc)
-        if st.unsaved is None:
-            return  # its record stays due (lease end): the sweeper resumes it from the store
         try:
             found = await self._store.invocation(inv.id)
         except Exception:
-            found = None
+            return  # its record stays due (lease end): the sweeper resumes it from the store
         if found is None:
-            self._waiters.fail(inv.id, unavailable(inv.id))
+            if st.unsaved is not None:
+                self._waiters.fail(inv.id, unavailable(inv.id))  # never stored: tell the client
+        elif found.inv.status == rec.Status.COMPLETED:
+            st.done = True
+            self._waiters.resolve(found.inv)  # the commit did apply
 
 
 def _fire_sleeps(inv: rec.Invocation, batch: _Batch, now: int) -> set[int]:

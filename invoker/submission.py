@@ -20,7 +20,7 @@ from invoker.api import (
     PayloadTooLargeError,
     Target,
 )
-from invoker.commit import Committer
+from invoker.commit import Committer, CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.ids import idempotent_invocation_id, new_invocation_id, workflow_invocation_id
 from invoker.journal import encode_segment
@@ -155,6 +155,8 @@ class Submission:
             due: int | None = scheduled_ms
         elif exclusive:
             inv, created = await self._locks.enqueue(inv, ops, entries, run_here=run_here)
+            if not created:
+                self._drive_if_ours(inv)
             return Submitted(inv, created)
         else:
             inv.status, due, claimed = self._leases.initial(inv, now, run_here)
@@ -165,7 +167,13 @@ class Submission:
         try:
             await self._committer.write([meta, *ops])
         except ConflictError:
-            return Submitted(await self.existing(inv_id), False)
+            existing = await self.existing(inv_id)
+            self._drive_if_ours(existing)
+            return Submitted(existing, False)
+        except CommitUnknownError:
+            # Maybe stored, maybe under this engine's own lease: have it looked at.
+            self._dispatch.dispatch(inv_id)
+            raise
         if claimed:
             self._dispatch.dispatch(inv_id, Claimed(inv, 1, entries))
         elif inv.status == rec.Status.READY:
@@ -173,6 +181,13 @@ class Submission:
         elif due is not None:
             self._dispatch.due_at(inv_id, due)
         return Submitted(inv, True)
+
+    def _drive_if_ours(self, inv: rec.Invocation) -> None:
+        """A duplicate found ``inv`` runnable or leased to this engine (an earlier submission
+        whose outcome was unknown): make sure it is driven."""
+        ours = inv.status == rec.Status.RUNNING and inv.lease_owner == self._leases.node_id
+        if ours or inv.status == rec.Status.READY:
+            self._dispatch.dispatch(inv.id)
 
     async def existing(self, inv_id: str) -> rec.Invocation:
         """The stored invocation ``inv_id`` (after a create-if-absent conflict)."""
