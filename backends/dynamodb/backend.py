@@ -4,6 +4,9 @@ Arguments are validated here, before any I/O (the same checks as every backend, 
 key and item size limits); the blocking work runs in :mod:`backends.dynamodb.reads` and
 :mod:`backends.dynamodb.writes` on the backend's own thread pool.
 
+**Blobs.** With a bucket, values over ``offload_threshold`` live in S3; the write path and
+:meth:`DynamoDbBackend.sweep_blobs` collect the garbage (:mod:`backends.dynamodb.blob_gc`).
+
 **Threads.** One boto3 client (thread-safe, connection pool sized to ``max_concurrency``, TCP
 keep-alive) shared by a dedicated thread pool of ``max_concurrency`` workers; every call runs there
 via ``run_in_executor`` (the default executor is only ``cpu + 4`` threads wide).
@@ -12,12 +15,14 @@ via ``run_in_executor`` (the default executor is only ``cpu + 4`` threads wide).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from backends._batch import check_key, check_limit, check_query, validate_batch
 from backends.api import BackendError, Item, Put, ValueTooLargeError, WriteOp
+from backends.dynamodb.blob_gc import DEFAULT_GRACE_MS, SweepReport, sweep
 from backends.dynamodb.reads import batch_get, due_candidates, get_item, query_items, scan_items
 from backends.dynamodb.schema import (
     DUE_SHARDS,
@@ -33,6 +38,7 @@ from backends.dynamodb.settings import DynamoDbSettings, make_clients, parse_url
 from backends.dynamodb.table import TableClient
 from backends.dynamodb.writes import delete_keys, write_batch
 from backends.s3_blobs import S3BlobStore
+from restate_lambda.clock import SystemClock
 
 _T = TypeVar("_T")
 
@@ -205,13 +211,34 @@ class DynamoDbBackend:
     async def delete_items(self, keys: Sequence[tuple[str, str]]) -> None:
         """Delete the items at ``keys`` with ``BatchWriteItem`` (25 a request, not atomic).
 
-        Offloaded blobs stay in S3 (content-addressed and possibly shared; see the TODO in
-        :mod:`backends.s3_blobs`).
+        The blobs of deleted items that this process has read or written are deleted with them;
+        others are left to :meth:`sweep_blobs` (see :mod:`backends.dynamodb.blob_gc`).
         """
         for pk, sk in keys:
             check_key(pk, sk)
         if keys:
             await self._run(delete_keys, self._t, list(keys))
+
+    # -- blob garbage ------------------------------------------------------------------------
+
+    async def sweep_blobs(
+        self, *, grace_ms: int = DEFAULT_GRACE_MS, now_ms: int | None = None
+    ) -> SweepReport:
+        """Delete offloaded values no item refers to, older than ``grace_ms``.
+
+        See :mod:`backends.dynamodb.blob_gc` for what this guarantees. Run it periodically
+        (hourly or daily) from one process; concurrent sweeps are safe but wasteful.
+
+        Args:
+            grace_ms: keep blobs younger than this (at least ``MIN_GRACE_MS``, one hour).
+            now_ms: the current time in epoch ms (default: the system clock).
+
+        Raises:
+            ValueError: ``grace_ms`` is too short.
+            BackendError: no bucket is configured.
+        """
+        now = SystemClock().now_ms() if now_ms is None else now_ms
+        return await self._run(functools.partial(sweep, self._t, now_ms=now, grace_ms=grace_ms))
 
     # -- lifecycle ---------------------------------------------------------------------------
 

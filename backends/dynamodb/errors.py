@@ -106,3 +106,12 @@ def conflict(index: int, op: WriteOp, found: int | None, absent: bool = False) -
     return ConflictError(
         f"operation {index}: item {op.pk!r}/{op.sk!r} expected {want}{state}", index=index
     )
+
+
+class NotAppliedError(BackendUnavailableError):
+    """A write failed for a reason that certainly left the table unchanged; retry it.
+
+    Raised for cancellations that apply nothing (persistent ``TransactionConflict``, throttled
+    transactions) and for batches whose blobs were uploaded too long ago to commit safely. The
+    write path deletes the blobs such a batch uploaded right away.
+    """

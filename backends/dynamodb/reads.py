@@ -12,7 +12,9 @@ batch get          consistent ``BatchGetItem`` of up to 100 keys a request
 scan               a consistent ``Scan`` filtered on ``sk`` (admin listings only)
 =================  =====================================================================
 
-Throttled ``UnprocessedKeys`` are retried here with jittered backoff.
+Throttled ``UnprocessedKeys`` are retried here with jittered backoff. An item whose blob was
+deleted by a concurrent overwrite is re-read (:meth:`~backends.dynamodb.table.TableClient.decode`);
+in a query, scan or due listing it then shows its newer state, or is left out if it was deleted.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def query_items(
         request["ExclusiveStartKey"] = more
     if limit is not None:
         out = out[:limit]
-    return [t.decode(raw) for raw in out]
+    return _decode_all(t, out)
 
 
 def due_candidates(
@@ -135,7 +137,7 @@ def batch_get(t: TableClient, keys: list[tuple[str, str]]) -> list[Item]:
         delay = 0.01
         while pending:
             page = t.call("batch_get_item", RequestItems=pending)
-            out += [t.decode(raw) for raw in page.get("Responses", {}).get(t.name, [])]
+            out += _decode_all(t, page.get("Responses", {}).get(t.name, []))
             pending = page.get("UnprocessedKeys") or {}
             if pending:
                 time.sleep(delay * random.uniform(0.5, 1.5))
@@ -167,4 +169,10 @@ def scan_items(t: TableClient, pk_prefix: str, sk: str, limit: int | None) -> li
     raws.sort(key=lambda r: decode_key(r["pk"]["S"]))
     if limit is not None:
         raws = raws[:limit]
-    return [t.decode(raw) for raw in raws]
+    return _decode_all(t, raws)
+
+
+def _decode_all(t: TableClient, raws: list[dict[str, Any]]) -> list[Item]:
+    """Decode ``raws``; an item deleted while its blob was fetched is left out."""
+    items = [t.decode(raw) for raw in raws]
+    return [item for item in items if item is not None]
