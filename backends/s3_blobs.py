@@ -8,10 +8,11 @@ digest lets a read verify what comes back. Keys of the older content-addressed l
 eagerly, since such a blob may be shared by several items; only the sweep removes them
 (:mod:`backends.dynamodb.blob_gc`).
 
-**Owner.** Each blob records the item it was uploaded for in its user metadata (``owner-pk`` and
-``owner-sk``, base64url of the UTF-8 key), so the garbage sweep checks a blob with one read of
-that item instead of scanning the table. Keys too long for S3's 2 KB of metadata are left out; the
-sweep then falls back to a table scan for those blobs.
+**Owner.** Each blob records the item it was uploaded for in its user metadata (``owner-table``,
+and ``owner-pk`` and ``owner-sk``, base64url of the UTF-8 key), so the garbage sweep checks a blob
+with one read of that item instead of scanning the table, and leaves the blobs of other tables
+sharing the bucket alone. Keys too long for S3's 2 KB of metadata are left out; the sweep then
+falls back to a table scan for those blobs.
 
 **Writes** use ``If-None-Match: *`` (the key is new, so a ``412`` can only be this upload's own
 earlier attempt, retried by botocore after a lost response: success). Reads verify the SHA-256 of
@@ -82,13 +83,17 @@ class S3BlobStore:
         client: a boto3 S3 client (shared, thread-safe).
         bucket: the bucket name.
         prefix: key prefix of every blob.
+        table: the table whose items own the blobs written here (recorded with each blob).
     """
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "blobs/") -> None:
+    def __init__(
+        self, client: Any, bucket: str, prefix: str = "blobs/", table: str | None = None
+    ) -> None:
         """Wrap ``client`` for ``bucket``; no I/O."""
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        self.table = table
 
     def put(self, value: bytes, owner: tuple[str, str] | None = None) -> str:
         """Upload ``value`` under a new key, recording ``owner`` (pk, sk); return the key."""
@@ -96,10 +101,13 @@ class S3BlobStore:
 
         key = new_blob_key(value, self.prefix)
         metadata: dict[str, str] = {}
+        if self.table is not None:
+            metadata["owner-table"] = self.table
         if owner is not None:
-            metadata = {"owner-pk": _b64(owner[0]), "owner-sk": _b64(owner[1])}
+            metadata.update({"owner-pk": _b64(owner[0]), "owner-sk": _b64(owner[1])})
             if sum(len(k) + len(v) for k, v in metadata.items()) > _OWNER_METADATA_MAX:
-                metadata = {}  # too long for S3's metadata: the sweep scans for these
+                # too long for S3's metadata: the sweep scans the table for these
+                metadata = {k: v for k, v in metadata.items() if k == "owner-table"}
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -151,8 +159,8 @@ class S3BlobStore:
             raise BackendError(f"blob s3://{self.bucket}/{key} is corrupt (digest mismatch)")
         return data
 
-    def owner(self, key: str) -> tuple[str, str] | None:
-        """The ``(pk, sk)`` a blob was uploaded for, ``None`` if unrecorded.
+    def owner(self, key: str) -> tuple[str | None, tuple[str, str] | None]:
+        """The table and ``(pk, sk)`` a blob was uploaded for; ``None`` for what is unrecorded.
 
         Raises:
             BlobMissingError: there is no such blob.
@@ -168,9 +176,10 @@ class S3BlobStore:
         except BotoCoreError as e:
             raise BackendUnavailableError(f"S3 HEAD of {key} failed: {e}") from e
         meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        table = meta.get("owner-table")
         if "owner-pk" not in meta or "owner-sk" not in meta:
-            return None
-        return _unb64(meta["owner-pk"]), _unb64(meta["owner-sk"])
+            return table, None
+        return table, (_unb64(meta["owner-pk"]), _unb64(meta["owner-sk"]))
 
     def list_blobs(self) -> Iterator[tuple[str, int]]:
         """Every blob under the prefix as ``(key, last modified in epoch ms)``, by key."""

@@ -80,7 +80,7 @@ class DynamoDbBackend:
             raise ValueError(f"offload_threshold must be within 0..{INLINE_MAX_BYTES}")
         self.table = table
         self.client = client
-        self.blobs = None if bucket is None else S3BlobStore(s3_client, bucket, blob_prefix)
+        self.blobs = None if bucket is None else S3BlobStore(s3_client, bucket, blob_prefix, table)
         self.offload_threshold = offload_threshold if bucket is not None else INLINE_MAX_BYTES
         self.max_value_bytes = OFFLOADED_MAX_BYTES if bucket is not None else INLINE_MAX_BYTES
         self._where = endpoint_description or f"DynamoDB table {table!r}"
@@ -222,7 +222,11 @@ class DynamoDbBackend:
     # -- blob garbage ------------------------------------------------------------------------
 
     async def sweep_blobs(
-        self, *, grace_ms: int = DEFAULT_GRACE_MS, now_ms: int | None = None
+        self,
+        *,
+        grace_ms: int = DEFAULT_GRACE_MS,
+        now_ms: int | None = None,
+        check_unowned: bool = True,
     ) -> SweepReport:
         """Delete offloaded values no item refers to, older than ``grace_ms``.
 
@@ -232,13 +236,18 @@ class DynamoDbBackend:
         Args:
             grace_ms: keep blobs younger than this (at least ``MIN_GRACE_MS``, one hour).
             now_ms: the current time in epoch ms (default: the system clock).
+            check_unowned: see :func:`backends.dynamodb.blob_gc.sweep`.
 
         Raises:
             ValueError: ``grace_ms`` is too short.
             BackendError: no bucket is configured.
         """
         now = SystemClock().now_ms() if now_ms is None else now_ms
-        return await self._run(functools.partial(sweep, self._t, now_ms=now, grace_ms=grace_ms))
+        return await self._run(
+            functools.partial(
+                sweep, self._t, now_ms=now, grace_ms=grace_ms, check_unowned=check_unowned
+            )
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ by an ambiguous failure (a lost response), a crash, a failed best-effort delete,
 ``delete_items`` of items this process never read, and blobs of the older content-addressed
 layout. It lists the blobs older than a grace period and deletes each one its owner item does not
 refer to (one consistent ``GetItem`` per blob; blobs without a recorded owner are checked
-against a consistent scan of the table's ``r`` attributes, only when there are any).
+against a consistent scan of the table's ``r`` attributes, only when there are any). Blobs
+recorded as another table's are left alone, so tables may share a bucket.
 
 **Guarantees.**
 
@@ -85,6 +86,7 @@ class SweepReport:
         live: blobs their item refers to, kept.
         deleted: unreferenced blobs deleted.
         unowned: blobs without a recorded owner, checked against a table scan.
+        foreign: blobs of another table (sharing the bucket and prefix), left alone.
         failed: unreferenced blobs whose delete failed (the next sweep retries them).
     """
 
@@ -93,16 +95,22 @@ class SweepReport:
     live: int = 0
     deleted: int = 0
     unowned: int = 0
+    foreign: int = 0
     failed: int = 0
 
 
-def sweep(t: TableClient, *, now_ms: int, grace_ms: int = DEFAULT_GRACE_MS) -> SweepReport:
+def sweep(
+    t: TableClient, *, now_ms: int, grace_ms: int = DEFAULT_GRACE_MS, check_unowned: bool = True
+) -> SweepReport:
     """Delete the blobs no item refers to that are older than ``grace_ms`` (blocking).
 
     Args:
         t: the table and its blob store.
         now_ms: the current time (epoch ms), compared with S3's ``LastModified``.
         grace_ms: blobs modified after ``now_ms - grace_ms`` are kept whatever their state.
+        check_unowned: also delete blobs without a recorded owner (the older layout, or keys too
+            long to record) that no item of *this* table refers to. Leave it on unless the
+            bucket prefix holds such blobs of another table.
 
     Raises:
         ValueError: ``grace_ms`` is shorter than :data:`MIN_GRACE_MS`.
@@ -126,11 +134,15 @@ def sweep(t: TableClient, *, now_ms: int, grace_ms: int = DEFAULT_GRACE_MS) -> S
             report.young += 1
             continue
         try:
-            owner = blobs.owner(key)
+            table, owner = blobs.owner(key)
         except BlobMissingError:
             continue  # deleted since the listing
+        if table is not None and table != t.name:
+            report.foreign += 1  # another table's blob in a shared bucket
+            continue
         if owner is None:
-            unowned.append(key)
+            if check_unowned:
+                unowned.append(key)
             continue
         raw = t.call(
             "get_item",

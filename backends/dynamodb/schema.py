@@ -10,7 +10,7 @@ pk     S     partition key: the contract's ``pk`` (see *Keys* below)
 sk     S     sort key: the contract's ``sk``
 v      N     version (>= 1)
 b      B     the value, inline (absent when offloaded)
-r      S     the S3 key of the offloaded value, ``blobs/{sha256}`` (instead of ``b``)
+r      S     the S3 key of the offloaded value, ``blobs/{sha256}.{nonce}`` (instead of ``b``)
 d      N     ``due_ms``, only on items that have one
 ds     S     due shard ``due#{crc32(pk, sk) % DUE_SHARDS}``, present exactly when ``d`` is
 xt     N     ``Put.expires_ms`` in epoch seconds (rounded up): the table's TTL attribute

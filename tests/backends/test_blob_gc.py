@@ -343,6 +343,23 @@ async def test_sweep_after_expiry_and_foreign_deletes() -> None:
         assert refs(b, ("p", "c")) == blobs(b)
 
 
+async def test_sweep_leaves_other_tables_blobs_alone() -> None:
+    """Two tables sharing a bucket and prefix: each sweep deletes only its own garbage."""
+    prefix = f"gc-{uuid.uuid4().hex[:12]}/"
+    async with (
+        dynamodb_backend(bucket=True, offload_threshold=BIG, blob_prefix=prefix) as a,
+        dynamodb_backend(bucket=True, offload_threshold=BIG, blob_prefix=prefix) as b,
+    ):
+        await a.write([Put("p", "a", big("a"))])
+        await b.write([Put("p", "b", big("b"))])
+        b.client.delete_item(TableName=b.table, Key={"pk": {"S": "p"}, "sk": {"S": "b"}})
+        report = await a.sweep_blobs(now_ms=later(), grace_ms=HOUR)
+        assert (2, 1, 1, 0) == (report.listed, report.foreign, report.live, report.deleted)
+        report = await b.sweep_blobs(now_ms=later(), grace_ms=HOUR)
+        assert (2, 1, 0, 1) == (report.listed, report.foreign, report.live, report.deleted)
+        assert refs(a, ("p", "a")) == blobs(a)
+
+
 async def test_sweep_arguments() -> None:
     """A grace period under an hour is refused; a backend without a bucket cannot sweep."""
     async with store() as b:
