@@ -37,7 +37,8 @@ recorded as another table's are left alone, so tables may share a bucket.
    grace period after it became garbage (or at once by the eager path, in the common cases).
 3. *Reads stay correct while blobs go*: a reader that fetched an item version just before a
    writer replaced it and deleted its blob re-reads the item and returns its newer state
-   (:meth:`~backends.dynamodb.table.TableClient.decode`).
+   (:meth:`~backends.dynamodb.table.TableClient.decode`); an item replaced faster than its value
+   downloads, eight times in a row, fails the read with a retryable ``BackendUnavailableError``.
 4. *Nothing fails because of garbage*: eager deletes are best effort after the commit; a failed
    delete only leaves work for the sweep.
 

@@ -10,7 +10,8 @@ them on its worker threads.
 to it has been replaced or deleted. A reader that fetched that older version a moment before
 then finds the blob gone: :meth:`TableClient.decode` re-reads the item (consistently) and returns
 its current state instead (or ``None`` if it is gone), as if the read had happened just after the
-write. Only a blob missing while the item still refers to it is an error.
+write. Only a blob missing while the item still refers to it is an error. An item replaced faster
+than its value can be fetched, again and again, ends in a retryable ``BackendUnavailableError``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Final
 
-from backends.api import BackendError, Item
+from backends.api import BackendError, BackendUnavailableError, Item
 from backends.dynamodb.blob_refs import RefCache
 from backends.dynamodb.errors import translate
 from backends.dynamodb.schema import decode_key
@@ -28,7 +29,7 @@ from backends.s3_blobs import BlobMissingError, S3BlobStore, is_unique_key
 log = logging.getLogger(__name__)
 
 #: Re-reads of an item whose blob keeps disappearing before giving up.
-_REREADS: Final = 4
+_REREADS: Final = 8
 
 
 class TableClient:
@@ -108,7 +109,7 @@ class TableClient:
             return Item(
                 pk, sk, value, int(raw["v"]["N"]), int(raw["d"]["N"]) if "d" in raw else None
             )
-        raise BackendError(
+        raise BackendUnavailableError(
             f"{self.where}: item {decode_key(raw['pk']['S'])!r}/{decode_key(raw['sk']['S'])!r} "
             f"was replaced {_REREADS} times while its value was read; retry"
         )

@@ -6,6 +6,8 @@ its own in the shared bucket, so it can list exactly its blobs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -219,6 +221,75 @@ async def test_delete_items_of_unseen_items_leaves_blobs_to_the_sweep() -> None:
         assert (2, 0, 2) == (report.listed, report.live, report.deleted)
         assert set() == blobs(a)
         await b.close()
+
+
+async def test_concurrent_overwriters_and_readers() -> None:
+    """Two processes race compare-and-set overwrites while a third reads.
+
+    No read fails on a deleted blob (it re-reads the item), every value read is one that was
+    written, and only the last value's blob is left.
+    """
+    async with store() as a:
+        await a.write([Put("p", "hot", big("v0"))])
+        b, reader = other_process(a), other_process(a)
+        written = {big("v0")}
+        stop = False
+        # The reader's first fetch of each read is slow, so writers often delete the blob it is
+        # about to fetch; the re-read that follows is fast.
+        assert reader.blobs is not None
+        fetch, missing, slow = reader.blobs.get, [0], [True]
+
+        def slow_get(key: str) -> bytes:
+            if slow[0]:
+                time.sleep(0.05)
+            try:
+                value = fetch(key)
+            except BlobMissingError:
+                missing[0] += 1
+                slow[0] = False
+                raise
+            slow[0] = True
+            return value
+
+        reader.blobs.get = slow_get  # type: ignore[method-assign]
+
+        async def writer(backend: DynamoDbBackend, name: str) -> int:
+            wins = 0
+            for i in range(8):
+                while True:
+                    item = await backend.get("p", "hot")
+                    assert item is not None
+                    value = big(f"{name}{i}")
+                    written.add(value)
+                    try:
+                        await backend.write([Put("p", "hot", value, expect=item.version)])
+                    except ConflictError:
+                        continue
+                    wins += 1
+                    break
+            return wins
+
+        async def read_all() -> int:
+            reads = 0
+            while not stop:
+                try:
+                    item = await reader.get("p", "hot")
+                except BackendUnavailableError:  # replaced faster than it could be read: retry
+                    continue
+                assert item is not None and item.value in written
+                reads += 1
+            return reads
+
+        reading = asyncio.ensure_future(read_all())
+        wins = await asyncio.gather(writer(a, "a"), writer(b, "b"))
+        stop = True
+        assert [8, 8] == wins and await reading > 0
+        assert missing[0] > 0  # the race did happen, and every such read recovered
+        final = await a.get("p", "hot")
+        assert final is not None and 17 == final.version
+        assert refs(a, ("p", "hot")) == blobs(a)
+        await b.close()
+        await reader.close()
 
 
 # -- writes that do not apply ------------------------------------------------------------------
