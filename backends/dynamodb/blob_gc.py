@@ -47,12 +47,14 @@ the clients' timeouts), reaches DynamoDB within ``grace - MAX_UPLOAD_AGE_S`` of 
 the sweeper's clock is within a few minutes of S3's (``LastModified``). The grace period is at
 least :data:`MIN_GRACE_MS` (1 hour); the default is :data:`DEFAULT_GRACE_MS` (6 hours).
 
-**Known limit.** If botocore retries a single-item ``PutItem``/``UpdateItem`` whose first attempt
-applied, *and* within those seconds another writer replaces or deletes the item (deleting the
-blob), the retry can apply again and resurrect a reference to the deleted blob: reads of that
-item then fail with a missing-blob error. The same retry resurrects the item itself without
-blobs (an existing ambiguity of single-item writes, see :mod:`backends.dynamodb.writes`); the
-engine's records never see two writers within one request's retry window.
+**Known limit.** If botocore retries a single-item create (a ``Put`` with ``expect=0`` sent
+alone: ``PutItem``) whose first attempt applied, and within that retry window (seconds) another
+writer deletes the item and its blob, the retry creates the item again, referring to the deleted
+blob: reads of it then raise :class:`~backends.s3_blobs.BlobMissingError`. Without blobs the same
+retry would resurrect the item itself (the ambiguity of single-item writes described in
+:mod:`backends.dynamodb.writes`). Transactions are idempotent, compare-and-set retries fail their
+condition, and the contract allows unconditioned operations only fenced in a batch (a
+transaction), so this is the only case.
 
 **Cost.** The sweep lists the bucket prefix (1 request per 1,000 blobs) and, per blob past the
 grace period, one ``HeadObject`` and one consistent ``GetItem`` of a small item; run it hourly or
