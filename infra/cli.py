@@ -190,6 +190,40 @@ def storage_init(
         raise typer.Exit(1) from exc
 
 
+@storage_app.command("gc")
+def storage_gc(
+    url: Annotated[str, typer.Argument(help="dynamodb://TABLE?bucket=...&region=... URL")],
+    grace_hours: Annotated[
+        float, typer.Option(help="Keep blobs younger than this (at least 1 hour).")
+    ] = 6.0,
+) -> None:
+    """Delete offloaded values (S3 blobs) that no item refers to any more (dynamodb:// only)."""
+    from backends.dynamodb import DynamoDbBackend, SweepReport
+
+    async def sweep() -> SweepReport:
+        backend = DynamoDbBackend.from_url(url)
+        try:
+            return await backend.sweep_blobs(grace_ms=int(grace_hours * 3_600_000))
+        finally:
+            await backend.close()
+
+    try:
+        report = asyncio.run(sweep())
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except Exception as exc:  # unreachable endpoint, missing bucket, credentials
+        typer.echo(f"error: cannot sweep the blobs of {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"blobs: {report.listed} listed, {report.young} younger than {grace_hours:g} h, "
+        f"{report.live} in use, {report.deleted} deleted, {report.failed} failed to delete, "
+        f"{report.foreign} of other tables, {report.unowned} without owner (checked by scan)"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     """Entry point for ``python -m infra.cli``."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -7,6 +7,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from infra.cli import app
+from tests.support.aws import dynamodb_endpoint, s3_endpoint
+
+__all__ = ["dynamodb_endpoint", "s3_endpoint"]  # fixtures
 
 runner = CliRunner()
 
@@ -49,3 +52,30 @@ def test_admin_unreachable() -> None:
     result = runner.invoke(app, ["deployments", "list", "--admin-url", "http://127.0.0.1:1"])
     assert 1 == result.exit_code
     assert "cannot reach the admin API" in result.output
+
+
+def test_storage_gc(dynamodb_endpoint: str, s3_endpoint: str) -> None:
+    """storage gc sweeps a dynamodb:// URL's blobs and prints what it found."""
+    import asyncio
+    import uuid
+
+    from backends.dynamodb import DynamoDbBackend
+    from infra.provision import ensure_storage
+    from tests.support.aws import TEST_BUCKET
+
+    url = (
+        f"dynamodb://cli-gc-{uuid.uuid4().hex[:8]}?region=us-east-1&endpoint_url="
+        f"{dynamodb_endpoint}&bucket={TEST_BUCKET}&s3_endpoint_url={s3_endpoint}"
+    )
+    ensure_storage(url)
+    backend = DynamoDbBackend.from_url(url)
+    assert backend.blobs is not None
+    backend.blobs.put(b"an upload whose write never happened", owner=("p", "s"))
+    asyncio.run(backend.close())
+    result = runner.invoke(app, ["storage", "gc", url, "--grace-hours", "1"])
+    assert 0 == result.exit_code, result.output
+    assert " 0 deleted" in result.output and "younger than 1 h" in result.output
+    bad = runner.invoke(app, ["storage", "gc", url, "--grace-hours", "0.5"])
+    assert 2 == bad.exit_code and "grace period" in bad.output
+    no_bucket = runner.invoke(app, ["storage", "gc", url.split("&bucket=")[0]])
+    assert 1 == no_bucket.exit_code and "no S3 bucket" in no_bucket.output

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from backends.api import Backend
+from backends.faults import FaultPlan, FaultyBackend
 from backends.memory import MemoryBackend
 from backends.sqlite import SqliteBackend
 from tests.support.aws import DYNAMODB_BACKENDS
@@ -47,12 +48,23 @@ async def _sqlite_reader_threads(tmp_path: Path) -> AsyncIterator[Backend]:
         await backend.close()
 
 
+@asynccontextmanager
+async def _memory_through_faults(tmp_path: Path) -> AsyncIterator[Backend]:
+    backend = FaultyBackend(MemoryBackend(), FaultPlan.counting(count_reads=True), close_inner=True)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
 #: Backend name -> factory of an open, empty backend. The conformance suite runs against each.
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     # reads on a thread pool and commits on a writer thread, not on the event loop
     "sqlite-reader-threads": _sqlite_reader_threads,
+    # the fault-injecting wrapper without faults must be transparent
+    "memory-faulty": _memory_through_faults,
 }
 # "dynamodb" (DynamoDB Local) and "dynamodb-s3" (values > 4 bytes offloaded to moto S3); they
 # start their servers on first use and skip when java/npm are missing. See tests/support/aws.py.

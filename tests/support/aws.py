@@ -162,13 +162,15 @@ SERVERS = _Servers()
 
 @asynccontextmanager
 async def dynamodb_backend(
-    *, bucket: bool = False, offload_threshold: int | None = None
+    *, bucket: bool = False, offload_threshold: int | None = None, blob_prefix: str | None = None
 ) -> AsyncIterator[Any]:
     """An empty :class:`~backends.dynamodb.DynamoDbBackend` on a fresh table, dropped afterwards.
 
     Args:
         bucket: offload large values to the session's S3 (moto) bucket.
         offload_threshold: values longer than this go to S3 (needs ``bucket``).
+        blob_prefix: key prefix of the blobs (default ``blobs/``; the bucket is shared by the
+            session, so tests that list blobs pass one of their own).
     """
     from backends.dynamodb import DynamoDbBackend
     from infra.provision import create_table
@@ -181,6 +183,8 @@ async def dynamodb_backend(
     kwargs: dict[str, Any] = {}
     if offload_threshold is not None:
         kwargs["offload_threshold"] = offload_threshold
+    if blob_prefix is not None:
+        kwargs["blob_prefix"] = blob_prefix
     backend = DynamoDbBackend(
         table,
         client=ddb,
