@@ -1,0 +1,37 @@
+"""Voluntary suspension before a deadline (AWS Lambda's ``get_remaining_time_in_millis``).
+
+When the time left in the invocation drops below the margin, the attempt stops at the next step
+boundary (before it starts another ``ctx.run`` closure) and answers with everything it has,
+plus a suspension naming the runs it completed, so the runtime invokes it again at once with a
+fresh time budget instead of seeing it die at the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    """Stop at a step boundary once less than ``max(margin, fraction * budget)`` is left,
+    the budget being the time left when the attempt started."""
+
+    margin: timedelta = timedelta(seconds=5)
+    fraction: float = 0.1
+
+
+class Deadline:
+    """The deadline of one attempt: ``remaining_ms()`` is the time left, in milliseconds."""
+
+    def __init__(self, remaining_ms: Callable[[], int], policy: DeadlinePolicy) -> None:
+        self._remaining_ms = remaining_ms
+        budget = int(remaining_ms())
+        margin = int(policy.margin.total_seconds() * 1000)
+        #: Below this many milliseconds left, the attempt stops at the next step boundary.
+        self.threshold_ms = max(margin, int(policy.fraction * budget))
+
+    def near(self) -> bool:
+        """True once the time left is below the threshold."""
+        return int(self._remaining_ms()) < self.threshold_ms
