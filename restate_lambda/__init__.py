@@ -140,7 +140,7 @@ def app(
     *,
     checkpointer: Checkpointer | None = None,
     deadline: DeadlinePolicy | Literal["default"] | None = "default",
-    eager_runs: bool = True,
+    eager_runs: bool = False,
 ) -> Any:
     """An ASGI app hosting ``services`` (a Lambda handler when ``AWS_LAMBDA_FUNCTION_NAME`` is set).
 

@@ -34,7 +34,7 @@ class EndpointConfig:
         self.protocol: Literal["bidi", "request_response"] | None = None
         self.identity_keys: list[str] = []
         self.checkpointer: Checkpointer | None = None
-        self.eager_runs = True
+        self.eager_runs = False
         self.deadline: DeadlinePolicy | None = DeadlinePolicy()
         self._verifier: IdentityVerifier | None = None
 
