@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import restate_lambda as restate
@@ -21,6 +22,8 @@ class HOOKS:
     """Test hooks (class attributes, reset by the tests)."""
 
     slow_started: asyncio.Event | None = None
+    #: Called by every execution of a numbered step (tests advance a fake clock with it).
+    on_step: Callable[[], None] | None = None
 
 
 pay_svc = restate.Service("Pay")
@@ -53,6 +56,8 @@ async def pay(ctx: Context, order: str) -> str:
 def record(what: str) -> str:
     """Record a step's execution."""
     EVENTS.append(what)
+    if HOOKS.on_step is not None:
+        HOOKS.on_step()
     return what
 
 

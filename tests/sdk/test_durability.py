@@ -34,6 +34,7 @@ def _reset() -> Iterator[None]:
     ds.HOOKS.slow_started = None
     yield
     ds.HOOKS.slow_started = None
+    ds.HOOKS.on_step = None
 
 
 def charges() -> list[str]:
