@@ -153,6 +153,20 @@ def test_five_steps_invocation_count(
     assert sdk_effects.count(tag, "body") == FIVE_STEP_BODIES[sdk_runtime.name]
 
 
+def test_charge_once_when_a_later_step_outlives_the_attempt(
+    sdk_runtime: SdkRuntime, sdk_effects: Effects, tag: str
+) -> None:
+    """The charge scenario with default settings: key, charge(key), then a step that outlives
+    the attempt timeout (restate-server aborts the attempt and retries). The key and the charge
+    were durable before the slow step ran, so the charge happens once, with the first key."""
+    r = post(sdk_runtime, "/Charge/pay", tag, timeout=60)
+    assert r.status_code == 200, r.text
+    charges = [line for line in sdk_effects.lines(tag) if line.startswith("charge ")]
+    assert charges == [f"charge {r.json()}"]
+    slow_runs = sdk_effects.count(tag, "slow")
+    assert slow_runs == 2, "the first attempt was not aborted: the scenario did not happen"
+
+
 def test_non_determinism_is_detected(
     sdk_runtime: SdkRuntime, sdk_effects: Effects, tag: str
 ) -> None:
