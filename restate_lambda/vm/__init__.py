@@ -2,8 +2,9 @@
 
 - :mod:`restate_lambda.vm.journal`: the replay cursor, determinism checks, ``VMError``;
 - :mod:`restate_lambda.vm.core`: phases, input and output, the replay-or-emit step;
+- :mod:`restate_lambda.vm.commands`: the journal commands a handler issues;
 - :mod:`restate_lambda.vm.runs`: the record of a ``ctx.run`` step;
-- :mod:`restate_lambda.vm.machine`: commands, runs, awaits, suspension, checkpoints.
+- :mod:`restate_lambda.vm.machine`: runs, awaits, suspension, checkpoints.
 """
 
 from __future__ import annotations
