@@ -172,8 +172,7 @@ def app(
     for key in identity_keys or ():
         endpoint.identity_key(key)
     endpoint.checkpointer = checkpointer
-    if deadline != "default":
-        endpoint.deadline = deadline
+    endpoint.deadline = deadline
     endpoint.eager_runs = eager_runs
     return endpoint.app()
 

@@ -60,7 +60,6 @@ Wire contract (proposed to runtimes; restate-server offers no channel and ignore
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 #: Request header with the attempt's fencing token (offers a channel).
@@ -73,18 +72,37 @@ HEADER_JOURNAL_INDEX = "x-restate-journal-index"
 ASGI_EXTENSION = "restate.checkpoint"
 
 
-@dataclass(frozen=True, slots=True)
 class CheckpointBatch:
-    """Entries an attempt asks the runtime to make durable before it continues."""
+    """Entries an attempt asks the runtime to make durable before it continues.
 
-    invocation_id: str
-    #: The attempt's fencing token, as received in ``x-restate-checkpoint-token``.
-    token: str
-    #: Journal index of the first entry of ``entries``.
-    journal_index: int
-    #: Framed protocol messages (commands and ProposeRunCompletion), in order.
-    entries: bytes
-    protocol_version: int
+    - ``invocation_id``: the printable id (``inv_1…``);
+    - ``token``: the attempt's fencing token, as received in ``x-restate-checkpoint-token``;
+    - ``journal_index``: the journal index of the first entry of ``entries``;
+    - ``entries``: framed protocol messages (commands and ProposeRunCompletion), in order;
+    - ``protocol_version``: the attempt's service protocol version (5 or 6).
+    """
+
+    __slots__ = ("entries", "invocation_id", "journal_index", "protocol_version", "token")
+
+    def __init__(
+        self,
+        invocation_id: str,
+        token: str,
+        journal_index: int,
+        entries: bytes,
+        protocol_version: int,
+    ) -> None:
+        self.invocation_id = invocation_id
+        self.token = token
+        self.journal_index = journal_index
+        self.entries = entries
+        self.protocol_version = protocol_version
+
+    def __repr__(self) -> str:
+        return (
+            f"CheckpointBatch({self.invocation_id!r}, token={self.token!r}, "
+            f"journal_index={self.journal_index}, {len(self.entries)} bytes)"
+        )
 
 
 class Checkpointer(Protocol):
@@ -109,12 +127,14 @@ class CheckpointFencedError(CheckpointError):
     code = 409
 
 
-@dataclass(frozen=True, slots=True)
 class CheckpointChannel:
     """The channel offered to one attempt: a checkpointer and the attempt's token."""
 
-    checkpointer: Checkpointer
-    token: str
+    __slots__ = ("checkpointer", "token")
+
+    def __init__(self, checkpointer: Checkpointer, token: str) -> None:
+        self.checkpointer = checkpointer
+        self.token = token
 
 
 __all__ = [

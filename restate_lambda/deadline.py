@@ -9,17 +9,32 @@ fresh time budget instead of seeing it die at the deadline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 
-@dataclass(frozen=True)
 class DeadlinePolicy:
     """Stop at a step boundary once less than ``max(margin, fraction * budget)`` is left,
-    the budget being the time left when the attempt started."""
+    the budget being the time left when the attempt started.
 
-    margin: timedelta = timedelta(seconds=5)
-    fraction: float = 0.1
+    (A plain class, not a dataclass: it is created at import time of every handler module.)
+    """
+
+    __slots__ = ("fraction", "margin")
+
+    def __init__(self, margin: timedelta = timedelta(seconds=5), fraction: float = 0.1) -> None:
+        self.margin = margin
+        self.fraction = fraction
+
+    def __repr__(self) -> str:
+        return f"DeadlinePolicy(margin={self.margin!r}, fraction={self.fraction!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeadlinePolicy):
+            return NotImplemented
+        return (self.margin, self.fraction) == (other.margin, other.fraction)
+
+    def __hash__(self) -> int:
+        return hash((self.margin, self.fraction))
 
 
 class Deadline:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from restate_lambda.deadline import DeadlinePolicy
-
 if TYPE_CHECKING:
     from restate_lambda.checkpoint import Checkpointer
+    from restate_lambda.deadline import DeadlinePolicy
     from restate_lambda.identity import IdentityVerifier
     from restate_lambda.service import AnyService
 
@@ -26,7 +25,7 @@ class EndpointConfig:
       ``ctx.run`` value before it is journaled instead of suspending. Weaker (a failed attempt
       runs the step again and may draw a different value); off by default;
     - ``deadline``: on AWS Lambda, stop at a step boundary this close to the deadline
-      (``None``: never).
+      (``"default"``: ``DeadlinePolicy()``, 5 s or 10 % of the budget; ``None``: never).
     """
 
     def __init__(self) -> None:
@@ -35,7 +34,7 @@ class EndpointConfig:
         self.identity_keys: list[str] = []
         self.checkpointer: Checkpointer | None = None
         self.eager_runs = False
-        self.deadline: DeadlinePolicy | None = DeadlinePolicy()
+        self.deadline: DeadlinePolicy | Literal["default"] | None = "default"
         self._verifier: IdentityVerifier | None = None
 
     def verifier(self) -> IdentityVerifier:

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 SDK_VERSION = "restate-lambda/0.1.0"
 Reply = tuple[int, list[tuple[str, str]], bytes]
+#: restate_lambda.checkpoint's HEADER_TOKEN and ASGI_EXTENSION, checked without importing it.
+_OFFER_TOKEN = "x-restate-checkpoint-token"
+_OFFER_EXTENSION = "restate.checkpoint"
 
 
 def parse_path(path: str) -> tuple[str, str | None, str | None]:
@@ -108,6 +111,8 @@ def checkpoint_channel(
     """The checkpoint channel a request offers (see :mod:`restate_lambda.checkpoint`):
     the ASGI extension ``restate.checkpoint``, or the ``x-restate-checkpoint-token`` header with
     the endpoint's checkpointer or an HTTP one for ``x-restate-checkpoint-url``."""
+    if _OFFER_TOKEN not in headers and not (extensions and _OFFER_EXTENSION in extensions):
+        return None  # nothing offered: restate_lambda.checkpoint need not be loaded
     from restate_lambda.checkpoint import (
         ASGI_EXTENSION,
         HEADER_TOKEN,
@@ -171,9 +176,10 @@ async def request_response(
     if not m.closed:
         deadline = None
         if remaining_ms is not None and config.deadline is not None:
-            from restate_lambda.deadline import Deadline
+            from restate_lambda.deadline import Deadline, DeadlinePolicy
 
-            deadline = Deadline(remaining_ms, config.deadline)
+            policy = DeadlinePolicy() if config.deadline == "default" else config.deadline
+            deadline = Deadline(remaining_ms, policy)
         await Attempt(m, h, headers, channel=channel, deadline=deadline).run()
     reply_headers = invocation_headers(version)
     if channel is not None:

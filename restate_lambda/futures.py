@@ -1,46 +1,50 @@
 """Durable futures handed to handler code: results of runs, calls, sleeps, awakeables, promises.
 
-They reach the current attempt through the small :class:`Driver` interface, which
-:class:`~restate_lambda.invocation.Attempt` implements.
+They reach the current attempt through the small ``Driver`` interface (a Protocol declared for
+type checking), which :class:`~restate_lambda.invocation.Attempt` implements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from restate_lambda.awaitables import Failure, Result, Tree
+from restate_lambda.awaitables import Failure
 from restate_lambda.errors import TerminalError
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
+    from restate_lambda.awaitables import Result, Tree
     from restate_lambda.serde import Serde
+
+    class Driver(Protocol):
+        """What a future needs from the attempt that created it (type checking only: a
+        Protocol class costs import time at every cold start)."""
+
+        def is_completed(self, handle: int) -> bool:
+            """True if the notification of ``handle`` is ready."""
+            ...
+
+        def take(self, handle: int) -> Result:
+            """Consume the ready notification of ``handle``."""
+            ...
+
+        async def poll(self, tree: Tree) -> None:
+            """Block until ``tree`` resolves (raises on suspension, cancellation, failure)."""
+            ...
+
+        def cancel_invocation(self, invocation_id: str) -> None:
+            """Send the CANCEL signal to another invocation."""
+            ...
+
+        def promise(self, kind: int, key: str, result: bytes | Failure | None = None) -> int:
+            """Get, peek or complete a workflow promise: the handle of its notification."""
+            ...
+
 
 T = TypeVar("T")
 _UNSET: Any = object()
-
-
-class Driver(Protocol):
-    """What a future needs from the attempt that created it."""
-
-    def is_completed(self, handle: int) -> bool:
-        """True if the notification of ``handle`` is ready."""
-        ...
-
-    def take(self, handle: int) -> Result:
-        """Consume the ready notification of ``handle``."""
-        ...
-
-    async def poll(self, tree: Tree) -> None:
-        """Block until ``tree`` resolves (raises on suspension, cancellation, failure)."""
-        ...
-
-    def cancel_invocation(self, invocation_id: str) -> None:
-        """Send the CANCEL signal to another invocation."""
-        ...
-
-    def promise(self, kind: int, key: str, result: bytes | Failure | None = None) -> int:
-        """Get, peek or complete a workflow promise: the handle of its notification."""
-        ...
 
 
 class RestateDurableFuture(Generic[T]):

@@ -113,20 +113,20 @@ class Attempt:
                 outcome, handle = m.do_await(tree)
             except VMError:
                 raise SdkInternalException() from None
-            if outcome is AwaitOutcome.READY:
+            if outcome == AwaitOutcome.READY:
                 return
-            if outcome is AwaitOutcome.EXECUTE_RUN:
+            if outcome == AwaitOutcome.EXECUTE_RUN:
                 if self.deadline is not None and m.can_yield() and self.deadline.near():
                     m.request_yield(handle)
                 else:
                     self._start_run(handle)
                 continue
-            if outcome is AwaitOutcome.CHECKPOINT:
+            if outcome == AwaitOutcome.CHECKPOINT:
                 await self._checkpoint()
                 continue
-            if outcome is AwaitOutcome.CANCELLED:
+            if outcome == AwaitOutcome.CANCELLED:
                 raise TerminalError("cancelled", 409)
-            if outcome is AwaitOutcome.SUSPENDED:
+            if outcome == AwaitOutcome.SUSPENDED:
                 raise SuspendedException()
             await self.flush()
             event = await self.events.get()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from restate_lambda.awaitables import Failure
 from restate_lambda.context import (
@@ -34,28 +34,29 @@ from restate_lambda.serde import BytesSerde, DefaultSerde, Serde
 
 if TYPE_CHECKING:
     from random import Random
+    from typing import Protocol
     from uuid import UUID
 
     from restate_lambda.futures import Driver
     from restate_lambda.vm.machine import Machine
 
+    class AttemptApi(Protocol):
+        """What the context needs from its attempt (:class:`~restate_lambda.invocation.Attempt`;
+        type checking only)."""
 
-class AttemptApi(Protocol):
-    """What the context needs from its attempt (:class:`~restate_lambda.invocation.Attempt`)."""
+        machine: Machine
+        request: Request
 
-    machine: Machine
-    request: Request
+        @property
+        def driver(self) -> Driver:
+            """The driver handed to futures."""
+            ...
 
-    @property
-    def driver(self) -> Driver:
-        """The driver handed to futures."""
-        ...
-
-    def register_run(
-        self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
-    ) -> None:
-        """Remember the closure of run ``handle`` until the machine asks to execute it."""
-        ...
+        def register_run(
+            self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
+        ) -> None:
+            """Remember the closure of run ``handle`` until the machine asks to execute it."""
+            ...
 
 
 def _default(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:

@@ -258,3 +258,11 @@ async def test_stream_waits_for_the_runtime_ack_before_the_next_step() -> None:
     assert t == T.OUTPUT_COMMAND and json.loads(output.value.content) == ["s0", "s1"]
     assert (await next_frame())[0] == T.END
     await asyncio.wait_for(task, 10)
+
+
+def test_exchange_detects_offers_by_the_checkpoint_module_names() -> None:
+    """The request handling looks for an offer without importing the checkpoint module."""
+    from restate_lambda import checkpoint, exchange
+
+    assert exchange._OFFER_TOKEN == checkpoint.HEADER_TOKEN
+    assert exchange._OFFER_EXTENSION == checkpoint.ASGI_EXTENSION
