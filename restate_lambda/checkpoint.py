@@ -30,11 +30,12 @@ Wire contract (proposed to runtimes; restate-server offers no channel and ignore
    (including the notifications returned in earlier replies).
 
 3. Commit. The runtime appends the entries at that index in one conditional write: the
-   invocation's current attempt must still hold the token and the journal must be exactly
-   ``journal-index`` entries long (or may have grown by notifications the reply returns, see
-   4). It applies their effects as it would at the end of an attempt (state writes, child
-   calls and sends, timers). A retried request whose entries are already there with the same
-   token is a success, answered the same way. Only then does it answer.
+   invocation's current attempt must still hold the token, and the journal must hold exactly
+   ``journal-index`` entries, apart from notifications that arrived during this attempt (it
+   journals those first and returns them, see 4). It applies the entries' effects as it would
+   at the end of an attempt (state writes, child calls and sends, timers). A retried request
+   whose entries are already there under the same token is a success, answered the same way.
+   Only then does it answer.
 
 4. Reply. ``200`` with a body of framed notification messages (usually empty): every
    notification the runtime journaled for this invocation after the entries the attempt has
@@ -108,10 +109,11 @@ class CheckpointBatch:
 class Checkpointer(Protocol):
     """Makes checkpoint batches durable (see the module docstring for the contract)."""
 
-    async def checkpoint(self, batch: CheckpointBatch) -> bytes:
+    async def checkpoint(self, batch: CheckpointBatch) -> bytes | None:
         """Return once ``batch`` is durable, with the framed notifications the runtime journaled
-        ahead of it (usually ``b""``). Raise :class:`CheckpointFencedError` when the attempt
-        was fenced off, any other exception when the entries may not be durable."""
+        ahead of it (``b""`` or ``None`` when there are none). Raise
+        :class:`CheckpointFencedError` when the attempt was fenced off, any other exception
+        when the entries may not be durable."""
         ...
 
 

@@ -154,7 +154,7 @@ class Attempt:
             m.checkpoint_failed(503, f"checkpoint failed: {e!r}")
             raise SdkInternalException(repr(e)) from None
         try:
-            m.checkpoint_committed(reply)
+            m.checkpoint_committed(reply or b"")
         except VMError:
             raise SdkInternalException() from None
 

@@ -80,14 +80,13 @@ def names(messages: list[tuple[str, Any]]) -> list[str]:
 
 
 class Recorder:
-    """A checkpointer that accepts everything."""
+    """A checkpointer that accepts everything (and returns ``None``: no notifications)."""
 
     def __init__(self) -> None:
         self.batches: list[CheckpointBatch] = []
 
-    async def checkpoint(self, batch: CheckpointBatch) -> bytes:
+    async def checkpoint(self, batch: CheckpointBatch) -> None:
         self.batches.append(batch)
-        return b""
 
 
 def endpoint(**options: Any) -> Endpoint:
