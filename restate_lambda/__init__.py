@@ -9,8 +9,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
+    from restate_lambda.checkpoint import (
+        CheckpointBatch,
+        Checkpointer,
+        CheckpointError,
+        CheckpointFencedError,
+    )
     from restate_lambda.combinators import as_completed, gather, select, wait_completed
     from restate_lambda.context import (
         Context,
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
         WorkflowContext,
         WorkflowSharedContext,
     )
+    from restate_lambda.deadline import DeadlinePolicy
     from restate_lambda.endpoint import Endpoint
     from restate_lambda.errors import (
         RetryableError,
@@ -79,12 +86,19 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "combinators": ("as_completed", "gather", "select", "wait_completed"),
     "endpoint": ("Endpoint",),
+    "checkpoint": ("CheckpointBatch", "CheckpointError", "CheckpointFencedError", "Checkpointer"),
+    "deadline": ("DeadlinePolicy",),
 }
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BytesSerde",
+    "CheckpointBatch",
+    "CheckpointError",
+    "CheckpointFencedError",
+    "Checkpointer",
     "Context",
+    "DeadlinePolicy",
     "DefaultSerde",
     "DurablePromise",
     "Endpoint",
@@ -124,14 +138,28 @@ def app(
     protocol: str | None = None,
     identity_keys: list[str] | None = None,
     *,
-    eager_runs: bool = True,
+    checkpointer: Checkpointer | None = None,
+    deadline: DeadlinePolicy | Literal["default"] | None = "default",
+    eager_runs: bool = False,
 ) -> Any:
     """An ASGI app hosting ``services`` (a Lambda handler when ``AWS_LAMBDA_FUNCTION_NAME`` is set).
 
     ``protocol``: ``"bidi"`` or ``"request_response"`` to force the announced mode (default:
-    bidi over HTTP/2, request-response otherwise). ``eager_runs`` (request-response only):
-    continue right after proposing a ``ctx.run`` result instead of suspending, so a handler of
-    N steps needs one invocation instead of N+1.
+    bidi over HTTP/2, request-response otherwise).
+
+    Every ``ctx.run`` result is durable before the handler continues: acknowledged on the
+    stream (HTTP/2 bidi, in process), made durable through a checkpoint channel when the
+    runtime offers one (``checkpointer``: the channel to use for requests that carry a
+    checkpoint token but no URL; see :mod:`restate_lambda.checkpoint`), or else the attempt
+    suspends after the run and the runtime invokes the handler again, as with the official SDK.
+
+    ``deadline`` (AWS Lambda): stop at a step boundary and suspend when the time left drops
+    below the policy's margin (``"default"``: 5 s or 10 % of the time budget, the larger;
+    ``None``: never).
+
+    ``eager_runs`` (opt-in, weaker): in request-response mode without a checkpoint channel,
+    continue with a run's value before it is journaled (one invocation for N steps); if the
+    attempt then fails, the step runs again and later steps may see a different value.
     """
     from restate_lambda.endpoint import Endpoint
 
@@ -143,6 +171,8 @@ def app(
     endpoint.bind(*services)
     for key in identity_keys or ():
         endpoint.identity_key(key)
+    endpoint.checkpointer = checkpointer
+    endpoint.deadline = deadline
     endpoint.eager_runs = eager_runs
     return endpoint.app()
 

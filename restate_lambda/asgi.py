@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from restate_lambda.endpoint import (
-    Endpoint,
+from restate_lambda.exchange import (
     Reply,
     check_invocation,
     invocation_headers,
     parse_path,
     request_response,
+    verify_identity,
 )
+
+if TYPE_CHECKING:
+    from restate_lambda.endpoint_config import EndpointConfig
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -51,7 +54,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 class AsgiApp:
     """ASGI 3 application serving the endpoint's services."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: EndpointConfig) -> None:
         self.endpoint = endpoint
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -82,28 +85,22 @@ class AsgiApp:
             _headers(scope),
             body,
             bidi_capable=http2,
+            extensions=scope.get("extensions"),
         )
         await _send_reply(send, reply)
 
     async def _bidi(
         self, scope: Scope, receive: Receive, send: Send, service: str | None, handler: str | None
     ) -> None:
-        from restate_lambda.clock import SystemClock
-        from restate_lambda.endpoint import text_reply
         from restate_lambda.invocation import Attempt
-        from restate_lambda.machine import Machine
+        from restate_lambda.vm.machine import Machine
 
         headers = _headers(scope)
-        verifier = self.endpoint.verifier()
-        if verifier.enabled:
-            from restate_lambda.identity import IdentityError
-
-            try:
-                verifier.verify(headers, scope["path"], SystemClock().now_ms() / 1000)
-            except IdentityError as e:
-                await _read_body(receive)
-                await _send_reply(send, text_reply(401, str(e)))
-                return
+        denied = verify_identity(self.endpoint, headers, scope["path"])
+        if denied is not None:
+            await _read_body(receive)
+            await _send_reply(send, denied)
+            return
         error, version, h = check_invocation(self.endpoint, headers, service, handler)
         if error is not None:
             await _read_body(receive)
@@ -151,12 +148,17 @@ class AsgiApp:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def lambda_handler(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        """AWS Lambda entry point (Restate's Lambda envelope, discovery included)."""
+        """AWS Lambda entry point (Restate's Lambda envelope, discovery included).
+
+        ``context`` is the Lambda context: its ``get_remaining_time_in_millis`` drives the
+        voluntary suspension before the deadline (see :mod:`restate_lambda.deadline`).
+        """
         from restate_lambda.aws_lambda import handle_event
 
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(handle_event(self.endpoint, event))
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return self._loop.run_until_complete(handle_event(self.endpoint, event, remaining))
 
 
 async def _pump(receive: Receive, attempt: Any) -> None:

@@ -71,14 +71,3 @@ def leaves(tree: Tree) -> list[int]:
     for child in tree.children:
         out.extend(leaves(child))
     return out
-
-
-class AwaitOutcome:
-    """Answer of :meth:`Machine.do_await`: what the SDK must do next."""
-
-    READY = 0  # the tree resolved: take the notifications
-    EXECUTE_RUN = 1  # run the closure of ``handle``, then propose its result
-    WAIT_INPUT = 2  # read more input (and/or wait for an executing run)
-    WAIT_RUN = 3  # only an executing run can make progress: wait for it
-    SUSPENDED = 4  # the machine wrote a SuspensionMessage: stop
-    CANCELLED = 5  # the invocation was cancelled: raise TerminalError(409)

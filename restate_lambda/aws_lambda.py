@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from restate_lambda.endpoint import request_response, text_reply
+from restate_lambda.exchange import Reply, request_response, text_reply
 
 if TYPE_CHECKING:
-    from restate_lambda.endpoint import Endpoint, Reply
+    from restate_lambda.endpoint_config import EndpointConfig
 
 
 def _decode(event: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes]:
@@ -53,10 +54,19 @@ def encode_reply(reply: Reply) -> dict[str, Any]:
     }
 
 
-async def handle_event(endpoint: Endpoint, event: dict[str, Any]) -> dict[str, Any]:
-    """Answer one Lambda invocation (discovery, health or a request-response invocation)."""
+async def handle_event(
+    endpoint: EndpointConfig,
+    event: dict[str, Any],
+    remaining_ms: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """Answer one Lambda invocation (discovery, health or a request-response invocation).
+
+    ``remaining_ms``: the Lambda context's ``get_remaining_time_in_millis`` (voluntary
+    suspension before the deadline).
+    """
     try:
         method, path, headers, body = _decode(event)
     except (ValueError, binascii.Error, AttributeError, TypeError) as e:
         return encode_reply(text_reply(400, f"invalid Lambda event: {e}"))
-    return encode_reply(await request_response(endpoint, method, path, headers, body))
+    reply = await request_response(endpoint, method, path, headers, body, remaining_ms=remaining_ms)
+    return encode_reply(reply)

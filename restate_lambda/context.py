@@ -1,34 +1,40 @@
-"""The context handed to handlers: restate-sdk's method names, backed by the state machine."""
+"""The context API handlers are written against (restate-sdk's names and signatures).
+
+These classes are what users type-annotate (``ctx: restate.Context``); they only declare the
+operations. The implementation, backed by the protocol state machine, is
+:mod:`restate_lambda.server_context`; a handler receives an instance of the implementation of
+its kind (a service handler a ``Context``, an exclusive object handler an ``ObjectContext``,
+and so on).
+"""
 
 from __future__ import annotations
 
-import functools
+import abc
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, get_type_hints, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from restate_lambda.awaitables import Failure
-from restate_lambda.futures import (
-    DurablePromise,
-    RestateDurableCallFuture,
-    RestateDurableFuture,
-    RestateDurableSleepFuture,
-    SendHandle,
-)
-from restate_lambda.handler import core_type, handler_from_callable
 from restate_lambda.options import RunOptions
-from restate_lambda.serde import BytesSerde, DefaultSerde, Serde
+from restate_lambda.serde import DefaultSerde, Serde
 
 if TYPE_CHECKING:
     from random import Random
     from uuid import UUID
 
-    from restate_lambda.invocation import Attempt
+    from restate_lambda.futures import (
+        DurablePromise,
+        RestateDurableCallFuture,
+        RestateDurableFuture,
+        RestateDurableSleepFuture,
+        SendHandle,
+    )
 
 T = TypeVar("T")
 P = ParamSpec("P")
-_DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
+#: Default serde of context operations: JSON (typed when a type hint is given).
+JSON: Serde[Any] = DefaultSerde()
+DEFAULT_RUN_OPTIONS: RunOptions[Any] = RunOptions()
 
 
 class AttemptFinishedEvent:
@@ -66,59 +72,35 @@ class Request:
     idempotency_key: str | None = None
 
 
-def _default(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:
-    if serde is None or isinstance(serde, DefaultSerde):
-        return DefaultSerde(type_hint) if type_hint is not None else _JSON
-    return serde
-
-
-_JSON: Serde[Any] = DefaultSerde()
-
-
-class Context:
+class Context(abc.ABC):
     """Context of a service handler."""
-
-    def __init__(self, attempt: Attempt) -> None:
-        self._attempt = attempt
-        self._m = attempt.machine
-        self._random: Random | None = None
 
     # -- metadata -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def request(self) -> Request:
         """The invocation's metadata."""
-        return self._attempt.request
 
+    @abc.abstractmethod
     def key(self) -> str:
         """The object/workflow key (empty for services)."""
-        return self._m.key
 
+    @abc.abstractmethod
     def random(self) -> Random:
         """A ``random.Random`` seeded deterministically for this invocation (not for crypto)."""
-        if self._random is None:
-            from random import Random
 
-            self._random = Random(self._m.random_seed)
-        return self._random
-
+    @abc.abstractmethod
     def uuid(self) -> UUID:
         """A deterministic UUIDv4 drawn from :meth:`random`."""
-        from uuid import UUID
 
-        return UUID(int=self.random().getrandbits(128), version=4)
-
+    @abc.abstractmethod
     def time(self) -> RestateDurableFuture[float]:
         """The current time in seconds, journaled (a ``ctx.run`` named ``timestamp``)."""
-        from restate_lambda.clock import SystemClock
-
-        clock = SystemClock()
-        return self.run_typed(
-            "timestamp", lambda: clock.now_ms() / 1000, RunOptions(type_hint=float)
-        )
 
     # -- runs -----------------------------------------------------------------------------
 
     @overload
+    @abc.abstractmethod
     def run_typed(
         self,
         name: str,
@@ -130,6 +112,7 @@ class Context:
     ) -> RestateDurableFuture[T]: ...
 
     @overload
+    @abc.abstractmethod
     def run_typed(
         self,
         name: str,
@@ -140,104 +123,42 @@ class Context:
         **kwargs: P.kwargs,
     ) -> RestateDurableFuture[T]: ...
 
+    @abc.abstractmethod
     def run_typed(
         self,
         name: str,
         action: Any,
-        options: RunOptions[Any] = _DEFAULT_RUN_OPTIONS,
+        options: RunOptions[Any] = DEFAULT_RUN_OPTIONS,
         /,
         *args: Any,
         **kwargs: Any,
     ) -> RestateDurableFuture[Any]:
-        """Run ``action(*args, **kwargs)`` once and journal its result (sync: in a thread)."""
-        serde = options.serde
-        if isinstance(serde, DefaultSerde):
-            hint = options.type_hint
-            if hint is None:
-                hint = _return_hint(action)
-            serde = DefaultSerde(core_type(hint)[1]) if hint is not None else _JSON
-        handle, replayed = self._m.run(name)
-        if not replayed:
-            fn = functools.partial(action, *args, **kwargs) if args or kwargs else action
-            self._attempt.register_run(handle, fn, serde, options)
-        return RestateDurableFuture(self._attempt, handle, serde)
+        """Run ``action(*args, **kwargs)`` once and journal its result (sync: in a thread).
 
+        The handler continues past the awaited result only once it is durable (see
+        :mod:`restate_lambda.vm.machine`).
+        """
+
+    @abc.abstractmethod
     def run(
         self,
         name: str,
         action: Any,
-        serde: Serde[Any] = _JSON,
+        serde: Serde[Any] = JSON,
         max_attempts: int | None = None,
         max_retry_duration: timedelta | None = None,
         type_hint: Any = None,
         args: tuple[Any, ...] | None = None,
     ) -> RestateDurableFuture[Any]:
         """Deprecated form of :meth:`run_typed`."""
-        opts: RunOptions[Any] = RunOptions(
-            serde=serde,
-            type_hint=type_hint,
-            max_attempts=max_attempts,
-            max_duration=max_retry_duration,
-        )
-        return self.run_typed(name, action, opts, *(args or ()))
 
+    @abc.abstractmethod
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer of ``delta``."""
-        from restate_lambda.clock import SystemClock
-
-        wake = SystemClock().now_ms() + int(delta.total_seconds() * 1000)
-        return RestateDurableSleepFuture(self._attempt, self._m.sleep(wake, name or ""), None)
 
     # -- calls ----------------------------------------------------------------------------
 
-    def _call(
-        self,
-        tpe: Any,
-        arg: Any,
-        key: str | None,
-        send: bool,
-        delay: timedelta | None,
-        idempotency_key: str | None,
-        headers: dict[str, str] | None,
-    ) -> Any:
-        h = handler_from_callable(tpe)
-        param = h.input_serde.serialize(arg)
-        return self._raw_call(
-            h.service_tag.name,
-            h.name,
-            param,
-            h.output_serde,
-            key,
-            send,
-            delay,
-            idempotency_key,
-            headers,
-        )
-
-    def _raw_call(
-        self,
-        service: str,
-        handler: str,
-        param: bytes,
-        out: Serde[Any],
-        key: str | None,
-        send: bool,
-        delay: timedelta | None,
-        idempotency_key: str | None,
-        headers: dict[str, str] | None,
-    ) -> Any:
-        hdrs = list(headers.items()) if headers else None
-        if send or delay:
-            invoke_time = 0
-            if delay:
-                from restate_lambda.clock import SystemClock
-
-                invoke_time = SystemClock().now_ms() + int(delay.total_seconds() * 1000)
-            h = self._m.send(service, handler, param, key or "", invoke_time, idempotency_key, hdrs)
-            return SendHandle(self._attempt, h)
-        id_h, res_h = self._m.call(service, handler, param, key or "", idempotency_key, hdrs)
-        return RestateDurableCallFuture(self._attempt, res_h, id_h, out)
-
+    @abc.abstractmethod
     def service_call(
         self,
         tpe: Any,
@@ -246,8 +167,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Call a service handler (request-response)."""
-        return self._call(tpe, arg, None, False, None, idempotency_key, headers)  # type: ignore[no-any-return]
 
+    @abc.abstractmethod
     def object_call(
         self,
         tpe: Any,
@@ -257,8 +178,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Call a virtual object handler."""
-        return self._call(tpe, arg, key, False, None, idempotency_key, headers)  # type: ignore[no-any-return]
 
+    @abc.abstractmethod
     def workflow_call(
         self,
         tpe: Any,
@@ -268,8 +189,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Call a workflow handler."""
-        return self.object_call(tpe, key, arg, idempotency_key, headers)
 
+    @abc.abstractmethod
     def service_send(
         self,
         tpe: Any,
@@ -279,8 +200,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Send a one-way message (optionally delayed) to a service."""
-        return self._call(tpe, arg, None, True, send_delay, idempotency_key, headers)  # type: ignore[no-any-return]
 
+    @abc.abstractmethod
     def object_send(
         self,
         tpe: Any,
@@ -291,8 +212,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Send a one-way message to a virtual object."""
-        return self._call(tpe, arg, key, True, send_delay, idempotency_key, headers)  # type: ignore[no-any-return]
 
+    @abc.abstractmethod
     def workflow_send(
         self,
         tpe: Any,
@@ -303,8 +224,8 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Send a one-way message to a workflow."""
-        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers)
 
+    @abc.abstractmethod
     def generic_call(
         self,
         service: str,
@@ -317,18 +238,8 @@ class Context:
         limit_key: str | None = None,
     ) -> RestateDurableCallFuture[bytes]:
         """Call ``service/handler`` with raw bytes."""
-        return self._raw_call(  # type: ignore[no-any-return]
-            service,
-            handler,
-            arg,
-            BytesSerde(),
-            key,
-            False,
-            None,
-            idempotency_key,
-            headers,
-        )
 
+    @abc.abstractmethod
     def generic_send(
         self,
         service: str,
@@ -342,55 +253,39 @@ class Context:
         limit_key: str | None = None,
     ) -> SendHandle:
         """Send raw bytes to ``service/handler``."""
-        return self._raw_call(  # type: ignore[no-any-return]
-            service,
-            handler,
-            arg,
-            BytesSerde(),
-            key,
-            True,
-            send_delay,
-            idempotency_key,
-            headers,
-        )
 
     # -- awakeables, cancellation, attach ---------------------------------------------------
 
+    @abc.abstractmethod
     def awakeable(
-        self, serde: Serde[Any] = _JSON, type_hint: Any = None
+        self, serde: Serde[Any] = JSON, type_hint: Any = None
     ) -> tuple[str, RestateDurableFuture[Any]]:
         """A fresh awakeable: (id to hand out, future of its value)."""
-        aid, h = self._m.awakeable()
-        return aid, RestateDurableFuture(self._attempt, h, _default(serde, type_hint))
 
-    def resolve_awakeable(self, name: str, value: Any, serde: Serde[Any] = _JSON) -> None:
+    @abc.abstractmethod
+    def resolve_awakeable(self, name: str, value: Any, serde: Serde[Any] = JSON) -> None:
         """Resolve an awakeable (of any invocation)."""
-        self._m.complete_awakeable(name, _default(serde, None).serialize(value))
 
+    @abc.abstractmethod
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
         """Reject an awakeable."""
-        self._m.complete_awakeable(name, Failure(failure_code, failure_message))
 
+    @abc.abstractmethod
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cancel another invocation."""
-        if invocation_id is None:
-            raise ValueError("invocation_id cannot be None")
-        self._m.cancel_invocation(invocation_id)
 
+    @abc.abstractmethod
     def attach_invocation(
-        self, invocation_id: str, serde: Serde[Any] = _JSON, type_hint: Any = None
+        self, invocation_id: str, serde: Serde[Any] = JSON, type_hint: Any = None
     ) -> RestateDurableFuture[Any]:
         """Wait for another invocation's result."""
-        if invocation_id is None:
-            raise ValueError("invocation_id cannot be None")
-        h = self._m.attach_invocation(invocation_id)
-        return RestateDurableFuture(self._attempt, h, _default(serde, type_hint))
 
 
 class ObjectSharedContext(Context):
     """Context of a shared virtual-object handler: read-only state."""
 
     @overload
+    @abc.abstractmethod
     def get(
         self,
         name: str,
@@ -401,6 +296,7 @@ class ObjectSharedContext(Context):
     ) -> RestateDurableFuture[T | None]: ...
 
     @overload
+    @abc.abstractmethod
     def get(
         self,
         name: str,
@@ -409,75 +305,65 @@ class ObjectSharedContext(Context):
         entry_name: str | None = None,
     ) -> RestateDurableFuture[Any]: ...
 
+    @abc.abstractmethod
     def get(
         self,
         name: str,
-        serde: Serde[Any] = _JSON,
+        serde: Serde[Any] = JSON,
         type_hint: Any = None,
         entry_name: str | None = None,
     ) -> RestateDurableFuture[Any]:
         """The value of state ``name`` (``None`` if unset)."""
-        return RestateDurableFuture(
-            self._attempt, self._m.get_state(name), _default(serde, type_hint)
-        )
 
+    @abc.abstractmethod
     def state_keys(self, entry_name: str | None = None) -> RestateDurableFuture[list[str]]:
         """The names of all state entries."""
-        return RestateDurableFuture(self._attempt, self._m.get_state_keys(), None)
 
 
 class ObjectContext(ObjectSharedContext):
     """Context of an exclusive virtual-object handler: read/write state."""
 
+    @abc.abstractmethod
     def set(
-        self, name: str, value: Any, serde: Serde[Any] = _JSON, entry_name: str | None = None
+        self, name: str, value: Any, serde: Serde[Any] = JSON, entry_name: str | None = None
     ) -> None:
         """Set state ``name``."""
-        s = serde if not isinstance(serde, DefaultSerde) else DefaultSerde(type(value))
-        self._m.set_state(name, s.serialize(value))
 
+    @abc.abstractmethod
     def clear(self, name: str, entry_name: str | None = None) -> None:
         """Clear state ``name``."""
-        self._m.clear_state(name)
 
+    @abc.abstractmethod
     def clear_all(self, entry_name: str | None = None) -> None:
         """Clear all state."""
-        self._m.clear_all_state()
 
 
-class _PromiseMixin(Context):
-    def promise(
-        self, name: str, serde: Serde[Any] = _JSON, type_hint: Any = None
-    ) -> DurablePromise[Any]:
-        """The workflow promise ``name``."""
-        return DurablePromise(self._attempt, name, _default(serde, type_hint))
-
-    def _promise_op(
-        self, kind: int, name: str, serde: Serde[Any] | None, result: bytes | Failure | None = None
-    ) -> RestateDurableFuture[Any]:
-        return RestateDurableFuture(self._attempt, self._m.promise(kind, name, result), serde)
-
-
-class WorkflowSharedContext(_PromiseMixin, ObjectSharedContext):
+class WorkflowSharedContext(ObjectSharedContext):
     """Context of a workflow's shared handlers: state reads and promises."""
 
+    @abc.abstractmethod
+    def promise(
+        self, name: str, serde: Serde[Any] = JSON, type_hint: Any = None
+    ) -> DurablePromise[Any]:
+        """The workflow promise ``name``."""
 
-class WorkflowContext(_PromiseMixin, ObjectContext):
+
+class WorkflowContext(ObjectContext):
     """Context of a workflow's main handler: state and promises."""
 
-
-def _return_hint(action: Any) -> Any:
-    try:
-        target = action.func if isinstance(action, functools.partial) else action
-        return get_type_hints(target).get("return")
-    except (TypeError, ValueError, NameError, AttributeError):
-        return None
+    @abc.abstractmethod
+    def promise(
+        self, name: str, serde: Serde[Any] = JSON, type_hint: Any = None
+    ) -> DurablePromise[Any]:
+        """The workflow promise ``name``."""
 
 
-def context_class(service_kind: str, handler_kind: str | None) -> type[Context]:
-    """The context class for a handler."""
-    if service_kind == "object":
-        return ObjectSharedContext if handler_kind == "shared" else ObjectContext
-    if service_kind == "workflow":
-        return WorkflowContext if handler_kind == "workflow" else WorkflowSharedContext
-    return Context
+__all__ = [
+    "AttemptFinishedEvent",
+    "Context",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "Request",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+]

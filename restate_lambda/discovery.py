@@ -8,7 +8,7 @@ from restate_lambda.options import InvocationRetryPolicy, millis
 from restate_lambda.serde import DefaultSerde, json_schema
 
 if TYPE_CHECKING:
-    from restate_lambda.endpoint import Endpoint
+    from restate_lambda.endpoint_config import EndpointConfig
     from restate_lambda.handler import Handler
     from restate_lambda.service import AnyService
 
@@ -98,7 +98,7 @@ def _service(s: AnyService) -> Any:
     )
 
 
-def manifest_json(endpoint: Endpoint, version: int, mode: str) -> bytes:
+def manifest_json(endpoint: EndpointConfig, version: int, mode: str) -> bytes:
     """The manifest of ``endpoint`` as manifest ``version`` JSON in protocol ``mode``."""
     from restate_lambda.protocol.manifest import EndpointManifest, encode_manifest
 

@@ -1,4 +1,8 @@
-"""Durable futures handed to handler code: results of runs, calls, sleeps, awakeables, promises."""
+"""Durable futures handed to handler code: results of runs, calls, sleeps, awakeables, promises.
+
+They reach the current attempt through the small ``Driver`` interface (a Protocol declared for
+type checking), which :class:`~restate_lambda.invocation.Attempt` implements.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,35 @@ from restate_lambda.awaitables import Failure
 from restate_lambda.errors import TerminalError
 
 if TYPE_CHECKING:
-    from restate_lambda.invocation import Attempt
+    from typing import Protocol
+
+    from restate_lambda.awaitables import Result, Tree
     from restate_lambda.serde import Serde
+
+    class Driver(Protocol):
+        """What a future needs from the attempt that created it (type checking only: a
+        Protocol class costs import time at every cold start)."""
+
+        def is_completed(self, handle: int) -> bool:
+            """True if the notification of ``handle`` is ready."""
+            ...
+
+        def take(self, handle: int) -> Result:
+            """Consume the ready notification of ``handle``."""
+            ...
+
+        async def poll(self, tree: Tree) -> None:
+            """Block until ``tree`` resolves (raises on suspension, cancellation, failure)."""
+            ...
+
+        def cancel_invocation(self, invocation_id: str) -> None:
+            """Send the CANCEL signal to another invocation."""
+            ...
+
+        def promise(self, kind: int, key: str, result: bytes | Failure | None = None) -> int:
+            """Get, peek or complete a workflow promise: the handle of its notification."""
+            ...
+
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -21,7 +52,7 @@ class RestateDurableFuture(Generic[T]):
 
     __slots__ = ("_attempt", "_result", "_serde", "handle")
 
-    def __init__(self, attempt: Attempt, handle: int, serde: Serde[Any] | None) -> None:
+    def __init__(self, attempt: Driver, handle: int, serde: Serde[Any] | None) -> None:
         self._attempt = attempt
         self.handle = handle
         self._serde = serde
@@ -29,15 +60,15 @@ class RestateDurableFuture(Generic[T]):
 
     def is_completed(self) -> bool:
         """True if the result is known (awaiting it will not block)."""
-        return self._result is not _UNSET or self._attempt.machine.is_completed(self.handle)
+        return self._result is not _UNSET or self._attempt.is_completed(self.handle)
 
     async def _get(self) -> T:
         if self._result is _UNSET:
             attempt = self._attempt
-            if not attempt.machine.is_completed(self.handle):
+            if not attempt.is_completed(self.handle):
                 await attempt.poll(self.handle)
             if self._result is _UNSET:
-                self._result = self._convert(attempt.machine.take(self.handle))
+                self._result = self._convert(attempt.take(self.handle))
         if isinstance(self._result, Failure):
             f = self._result
             raise TerminalError(f.message, f.code, f.metadata)
@@ -64,7 +95,7 @@ class RestateDurableCallFuture(RestateDurableFuture[T]):
     __slots__ = ("_id_future",)
 
     def __init__(
-        self, attempt: Attempt, handle: int, id_handle: int, serde: Serde[Any] | None
+        self, attempt: Driver, handle: int, id_handle: int, serde: Serde[Any] | None
     ) -> None:
         super().__init__(attempt, handle, serde)
         self._id_future: RestateDurableFuture[str] = RestateDurableFuture(attempt, id_handle, None)
@@ -75,7 +106,7 @@ class RestateDurableCallFuture(RestateDurableFuture[T]):
 
     async def cancel_invocation(self) -> None:
         """Cancel the callee."""
-        self._attempt.context.cancel_invocation(await self.invocation_id())
+        self._attempt.cancel_invocation(await self.invocation_id())
 
 
 class SendHandle:
@@ -83,7 +114,7 @@ class SendHandle:
 
     __slots__ = ("_attempt", "_id_future")
 
-    def __init__(self, attempt: Attempt, id_handle: int) -> None:
+    def __init__(self, attempt: Driver, id_handle: int) -> None:
         self._attempt = attempt
         self._id_future: RestateDurableFuture[str] = RestateDurableFuture(attempt, id_handle, None)
 
@@ -93,34 +124,38 @@ class SendHandle:
 
     async def cancel_invocation(self) -> None:
         """Cancel the target invocation."""
-        self._attempt.context.cancel_invocation(await self.invocation_id())
+        self._attempt.cancel_invocation(await self.invocation_id())
 
 
 class DurablePromise(Generic[T]):
     """A workflow promise: ``await p.value()``, ``peek()``, ``resolve(v)``, ``reject(msg)``."""
 
-    def __init__(self, attempt: Attempt, name: str, serde: Serde[Any]) -> None:
+    def __init__(self, attempt: Driver, name: str, serde: Serde[Any]) -> None:
         self._attempt = attempt
         self.name = name
         self.serde = serde
 
+    def _op(
+        self, kind: int, serde: Serde[Any] | None, result: bytes | Failure | None = None
+    ) -> RestateDurableFuture[Any]:
+        handle = self._attempt.promise(kind, self.name, result)
+        return RestateDurableFuture(self._attempt, handle, serde)
+
     def value(self) -> RestateDurableFuture[T]:
         """Wait for the promise's value."""
-        return self._attempt.context._promise_op(0x0409, self.name, self.serde)  # type: ignore[no-any-return]
+        return self._op(0x0409, self.serde)
 
     def peek(self) -> RestateDurableFuture[T | None]:
         """The value if already resolved, else ``None``."""
-        return self._attempt.context._promise_op(0x040A, self.name, self.serde)  # type: ignore[no-any-return]
+        return self._op(0x040A, self.serde)
 
     def resolve(self, value: T) -> RestateDurableFuture[None]:
         """Resolve the promise (a TerminalError if it was already completed)."""
-        buf = self.serde.serialize(value)
-        return self._attempt.context._promise_op(0x040B, self.name, None, buf)  # type: ignore[no-any-return]
+        return self._op(0x040B, None, self.serde.serialize(value))
 
     def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
         """Reject the promise."""
-        op = self._attempt.context._promise_op
-        return op(0x040B, self.name, None, Failure(code, message))  # type: ignore[no-any-return]
+        return self._op(0x040B, None, Failure(code, message))
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.value().__await__()

@@ -1,4 +1,5 @@
-"""One invocation attempt: run the handler against the state machine, execute run closures."""
+"""One invocation attempt: run the handler against the state machine, execute run closures,
+make run results durable (checkpoints) and stop early before a deadline."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from restate_lambda.awaitables import AwaitOutcome, Failure, Tree
-from restate_lambda.context import Context, Request, context_class
+from restate_lambda.awaitables import Failure, Result, Tree
+from restate_lambda.context import Request
 from restate_lambda.errors import (
     RetryableError,
     SdkInternalBaseException,
@@ -17,12 +18,18 @@ from restate_lambda.errors import (
     SuspendedException,
     TerminalError,
 )
-from restate_lambda.handler import Handler
-from restate_lambda.journal import VMError
-from restate_lambda.machine import Machine
 from restate_lambda.options import RunOptions, millis
 from restate_lambda.run_retry import RunRetryPolicy
-from restate_lambda.serde import Serde
+from restate_lambda.server_context import context_class
+from restate_lambda.vm.journal import VMError
+from restate_lambda.vm.machine import AwaitOutcome, Machine
+
+if TYPE_CHECKING:
+    from restate_lambda.checkpoint import CheckpointChannel
+    from restate_lambda.deadline import Deadline
+    from restate_lambda.futures import Driver
+    from restate_lambda.handler import Handler
+    from restate_lambda.serde import Serde
 
 #: Writes output bytes to the response stream (bidi mode), or ``None`` to buffer everything.
 Sink = Callable[[bytes], Awaitable[None]]
@@ -30,7 +37,11 @@ _RUN_DONE = object()
 
 
 class Attempt:
-    """Drives one attempt of ``handler`` on ``machine`` (which must be ready to execute)."""
+    """Drives one attempt of ``handler`` on ``machine`` (which must be ready to execute).
+
+    ``channel``: the checkpoint channel offered for this attempt (request-response mode);
+    ``deadline``: stop at a step boundary when it is near (AWS Lambda).
+    """
 
     def __init__(
         self,
@@ -38,10 +49,14 @@ class Attempt:
         handler: Handler,
         attempt_headers: dict[str, str],
         sink: Sink | None = None,
+        channel: CheckpointChannel | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.machine = machine
         self.handler = handler
         self.sink = sink
+        self.channel = channel
+        self.deadline = deadline
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._runs: dict[int, tuple[Any, Serde[Any], RunOptions[Any]]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -53,6 +68,29 @@ class Attempt:
             body=body,
         )
         self.context: Any = context_class(handler.service_tag.kind, handler.kind)(self)
+
+    # -- what futures and the context use -------------------------------------------------
+
+    @property
+    def driver(self) -> Driver:
+        """This attempt, as the driver of its futures."""
+        return self
+
+    def is_completed(self, handle: int) -> bool:
+        """True if the notification of ``handle`` is ready."""
+        return self.machine.is_completed(handle)
+
+    def take(self, handle: int) -> Result:
+        """Consume the ready notification of ``handle``."""
+        return self.machine.take(handle)
+
+    def cancel_invocation(self, invocation_id: str) -> None:
+        """Send the CANCEL signal to another invocation."""
+        self.machine.cancel_invocation(invocation_id)
+
+    def promise(self, kind: int, key: str, result: bytes | Failure | None = None) -> int:
+        """Get, peek or complete a workflow promise."""
+        return self.machine.promise(kind, key, result)
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -78,7 +116,13 @@ class Attempt:
             if outcome == AwaitOutcome.READY:
                 return
             if outcome == AwaitOutcome.EXECUTE_RUN:
-                self._start_run(handle)
+                if self.deadline is not None and m.can_yield() and self.deadline.near():
+                    m.request_yield(handle)
+                else:
+                    self._start_run(handle)
+                continue
+            if outcome == AwaitOutcome.CHECKPOINT:
+                await self._checkpoint()
                 continue
             if outcome == AwaitOutcome.CANCELLED:
                 raise TerminalError("cancelled", 409)
@@ -92,6 +136,27 @@ class Attempt:
                 m.close_input()
             else:
                 m.feed(event)
+
+    async def _checkpoint(self) -> None:
+        """Make the pending entries durable; the handler continues only once they are."""
+        from restate_lambda.checkpoint import CheckpointBatch, CheckpointError
+
+        m = self.machine
+        assert self.channel is not None
+        index, entries = m.take_checkpoint()
+        batch = CheckpointBatch(m.invocation_id, self.channel.token, index, entries, m.version)
+        try:
+            reply = await self.channel.checkpointer.checkpoint(batch)
+        except CheckpointError as e:
+            m.checkpoint_failed(e.code, f"checkpoint failed: {e}")
+            raise SdkInternalException(str(e)) from None
+        except Exception as e:
+            m.checkpoint_failed(503, f"checkpoint failed: {e!r}")
+            raise SdkInternalException(repr(e)) from None
+        try:
+            m.checkpoint_committed(reply or b"")
+        except VMError:
+            raise SdkInternalException() from None
 
     async def run(self) -> None:
         """Execute the handler to completion, suspension or failure."""
@@ -233,4 +298,4 @@ def _policy(o: RunOptions[Any]) -> RunRetryPolicy | None:
     )
 
 
-__all__ = ["Attempt", "Context"]
+__all__ = ["Attempt"]

@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 SRC="$ROOT/restate_lambda/protocol"
-OUT="$SRC/_pb"
+OUT="$SRC/generated"
 
 mkdir -p "$OUT"
 "$PY" -m grpc_tools.protoc \

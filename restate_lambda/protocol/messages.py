@@ -200,7 +200,7 @@ def describe(t: int) -> str:
 @cache
 def pb() -> ModuleType:
     """The generated protobuf module (imported on first use)."""
-    from restate_lambda.protocol._pb import service_protocol_pb2
+    from restate_lambda.protocol.generated import service_protocol_pb2
 
     return service_protocol_pb2
 

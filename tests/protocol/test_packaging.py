@@ -18,7 +18,7 @@ def test_generated_code_matches_proto(tmp_path: Path) -> None:
     )
     assert rc == 0
     fresh = (tmp_path / "service_protocol_pb2.py").read_text()
-    committed = (PKG / "_pb" / "service_protocol_pb2.py").read_text()
+    committed = (PKG / "generated" / "service_protocol_pb2.py").read_text()
     assert fresh == committed, "run scripts/gen_proto.sh"
 
 

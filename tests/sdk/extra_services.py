@@ -1,9 +1,11 @@
 """Extra handlers (written for restate_lambda) for the runtime scenarios: combinators,
-non-determinism, and a 5-step handler that counts its invocations."""
+non-determinism, a 5-step handler that counts its invocations, and the charge scenario."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -62,4 +64,32 @@ async def run(ctx: Context, tag: str) -> str:
     return "unreachable"
 
 
-EXTRA = [combo, nondet]
+charge = restate.Service("Charge")
+
+#: The attempt timeout of the charge scenario: restate-server aborts an attempt that sent
+#: nothing for inactivity + abort timeout (2 s here); the slow step sleeps longer the first time.
+ATTEMPT_TIMEOUT = {
+    "inactivity_timeout": timedelta(seconds=1),
+    "abort_timeout": timedelta(seconds=1),
+}
+SLOW_FIRST_S = 4.0
+
+
+async def _slow(tag: str) -> str:
+    first = _count(tag, "slow") == 0
+    _log(tag, "slow")
+    if first:
+        await asyncio.sleep(SLOW_FIRST_S)
+    return "done"
+
+
+@charge.handler(**ATTEMPT_TIMEOUT)
+async def pay(ctx: Context, tag: str) -> str:
+    """Draw an idempotency key, charge with it, then a step that outlives the first attempt."""
+    key = await ctx.run_typed("key", lambda: str(uuid.uuid4()))
+    await ctx.run_typed("charge", _log, restate.RunOptions(), tag, f"charge {key}")
+    await ctx.run_typed("slow", _slow, restate.RunOptions(), tag)
+    return key
+
+
+EXTRA = [combo, nondet, charge]

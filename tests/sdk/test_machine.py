@@ -32,39 +32,50 @@ def test_greet_writes_output_and_end() -> None:
     assert out[0][1].value.content == b'"Hello, Ada!"'
 
 
-def test_eager_runs_finish_all_steps_in_one_exchange() -> None:
-    """With eager runs every proposed step value is used at once: N steps, one exchange."""
+def test_by_default_the_attempt_suspends_on_the_proposed_step() -> None:
+    """Request-response without a checkpoint channel, like restate-sdk: propose, then suspend
+    waiting for the run's completion id; the next step does not run in this attempt."""
     services.EXECUTED.clear()
     _, out = invoke(app, "Svc", "steps", request(start(1), input_cmd(b"3")))
+    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "SUSPENSION"]
+    assert list(out[2][1].waiting_completions) == [1]
+    assert services.EXECUTED == ["s0"]
+
+
+def test_eager_runs_opt_in_finish_all_steps_in_one_exchange() -> None:
+    """With eager runs (opt-in) every proposed step value is used at once: N steps, one
+    exchange, none of them durable before the response."""
+    import restate_lambda as restate
+
+    eager = restate.app([services.svc, services.obj], eager_runs=True)
+    services.EXECUTED.clear()
+    _, out = invoke(eager, "Svc", "steps", request(start(1), input_cmd(b"3")))
     assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION"] * 3 + ["OUTPUT_COMMAND", "END"]
     assert services.EXECUTED == ["s0", "s1", "s2"]
 
 
-def test_without_eager_runs_the_attempt_suspends_on_the_proposed_step() -> None:
-    """Like restate-sdk: propose, then suspend waiting for the run's completion id."""
-    import restate_lambda as restate
-
-    lazy = restate.app([services.svc, services.obj], eager_runs=False)
-    _, out = invoke(lazy, "Svc", "steps", request(start(1), input_cmd(b"3")))
-    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "SUSPENSION"]
-    assert list(out[2][1].waiting_completions) == [1]
-
-
 def test_replay_uses_journaled_results_without_rerunning() -> None:
-    """Replayed steps are not executed again; new steps continue after them."""
+    """Replayed steps are not executed again; the next step runs and is proposed; once its
+    completion is journaled too, the handler finishes with the journaled values."""
     services.EXECUTED.clear()
-    body = request(
-        start(5),
+    journal = [
         input_cmd(b"3"),
         msg("RunCommandMessage", result_completion_id=1, name="step-0"),
         run_completion(1, b'"s0"'),
         msg("RunCommandMessage", result_completion_id=2, name="step-1"),
         run_completion(2, b'"old"'),
-    )
-    _, out = invoke(app, "Svc", "steps", body)
+    ]
+    _, out = invoke(app, "Svc", "steps", request(start(5), *journal))
     assert services.EXECUTED == ["s2"]
-    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "OUTPUT_COMMAND", "END"]
-    assert json.loads(out[2][1].value.content) == ["s0", "old", "s2"]
+    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "SUSPENSION"]
+    journal += [
+        msg("RunCommandMessage", result_completion_id=3, name="step-2"),
+        run_completion(3, b'"s2"'),
+    ]
+    _, out = invoke(app, "Svc", "steps", request(start(7), *journal))
+    assert services.EXECUTED == ["s2"]
+    assert types(out) == ["OUTPUT_COMMAND", "END"]
+    assert json.loads(out[0][1].value.content) == ["s0", "old", "s2"]
 
 
 def test_replay_mismatch_ends_with_error_570_naming_the_command() -> None:
@@ -101,15 +112,20 @@ def test_sleep_suspends_waiting_for_timer_and_cancel_signal() -> None:
 
 def test_cancel_signal_surfaces_as_terminal_error_409() -> None:
     """CANCEL (signal 1) raises TerminalError('cancelled', 409) at the await; compensation runs."""
-    body = request(
-        start(3),
+    journal = [
         input_cmd(),
         msg("SleepCommandMessage", result_completion_id=1),
         notification(T.SIGNAL_NOTIFICATION, signal_id=1, void=pb().Void()),
-    )
-    _, out = invoke(app, "Svc", "sleeper", body)
-    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "OUTPUT_COMMAND", "END"]
-    failure = out[2][1].failure
+    ]
+    _, out = invoke(app, "Svc", "sleeper", request(start(3), *journal))
+    assert types(out) == ["RUN_COMMAND", "PROPOSE_RUN_COMPLETION", "SUSPENSION"]
+    journal += [
+        msg("RunCommandMessage", result_completion_id=2, name="compensate"),
+        run_completion(2, b'"undo"'),
+    ]
+    _, out = invoke(app, "Svc", "sleeper", request(start(5), *journal))
+    assert types(out) == ["OUTPUT_COMMAND", "END"]
+    failure = out[0][1].failure
     assert failure.code == 409 and failure.message == "cancelled after compensation"
 
 
@@ -188,5 +204,15 @@ def test_run_retry_policy_fails_the_step_after_max_attempts() -> None:
         msg("RunCommandMessage", result_completion_id=1, name="fail"),
     )
     _, out = invoke(app, "Svc", "flaky", body)
-    assert types(out) == ["PROPOSE_RUN_COMPLETION", "OUTPUT_COMMAND", "END"]
-    assert out[1][1].failure.code == 500 and "boom" in out[1][1].failure.message
+    assert types(out) == ["PROPOSE_RUN_COMPLETION", "SUSPENSION"]
+    proposed = out[0][1].failure
+    assert proposed.code == 500 and "boom" in proposed.message
+    body = request(
+        start(3),
+        input_cmd(),
+        msg("RunCommandMessage", result_completion_id=1, name="fail"),
+        notification(T.RUN_COMPLETION_NOTIFICATION, completion_id=1, failure=proposed),
+    )
+    _, out = invoke(app, "Svc", "flaky", body)
+    assert types(out) == ["OUTPUT_COMMAND", "END"]
+    assert out[0][1].failure.code == 500 and "boom" in out[0][1].failure.message

@@ -77,11 +77,18 @@ def _eq_send(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-#: How a replayed command is compared with the one the handler produces now.
+def _eq_key(actual: Any, expected: Any) -> bool:
+    return bool(actual.key == expected.key)
+
+
+#: How a replayed command is compared with the one the handler produces now (default: equal).
+#: Eager state reads compare the key only: their value is whatever the journal recorded.
 COMPARATORS = {
     T.INPUT_COMMAND: _eq_always,
     T.SLEEP_COMMAND: _eq_name,
     T.ONE_WAY_CALL_COMMAND: _eq_send,
+    T.GET_EAGER_STATE_COMMAND: _eq_key,
+    T.GET_EAGER_STATE_KEYS_COMMAND: _eq_always,
 }
 
 
@@ -148,15 +155,25 @@ class Journal:
         self.current_type = t
         self.current_name = name
 
-    def pop(self, t: int, expected: Any) -> Any:
-        """Pop the next replayed command and check it against ``expected`` (VMError 570)."""
+    def pop(self, t: int, expected: Any, alt: tuple[int, Any] | None = None) -> tuple[int, Any]:
+        """Pop the next replayed command, check it against ``expected`` of type ``t`` (or
+        against ``alt``, a second acceptable (type, command), when the journal holds that type)
+        and return (its type, the journaled command). VMError 570 when it differs."""
         actual_t, payload = self.commands.popleft()
+        if actual_t != t and alt is not None and actual_t == alt[0]:
+            t, expected = alt
         if actual_t != t:
             raise self.mismatch(actual_t, None, t, expected)
         actual = parse(t, payload)
         if not COMPARATORS.get(MessageType(t), _eq_full)(actual, expected):
             raise self.mismatch(actual_t, actual, t, expected)
-        return actual
+        self.current_type = t
+        return t, actual
+
+    @property
+    def done(self) -> bool:
+        """True once every journaled command was replayed."""
+        return not self.commands
 
     def mismatch(self, actual_t: int, actual: Any, t: int, expected: Any) -> VMError:
         """A journal-mismatch error for the current command."""
