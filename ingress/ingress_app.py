@@ -10,7 +10,7 @@ from starlette.routing import Route
 from ingress.content_type import InputValidationError, validate_input
 from ingress.durations import DurationError, parse_delay_ms
 from ingress.errors import IngressHttpError, error_response, log
-from ingress.ids import IdError, check_awakeable_id
+from ingress.ids import IdError, awakeable_invocation
 from ingress.paths import (
     LEGACY_BAD_PATH,
     AwakeableRoute,
@@ -28,6 +28,7 @@ from ingress.paths import (
 from ingress.request_body import DEFAULT_MAX_BODY_BYTES, parse_json_object, read_body
 from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
+from ingress.visibility import refuse_private_invocation, refuse_private_ref
 from invoker.api import EngineApi, EngineError, InvokeRequest, Target
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -166,8 +167,14 @@ class _IngressHandler:
             return send_response(await self.engine.send(invoke))
         return outcome_response(await self.engine.call(invoke))
 
-    async def _read(self, ref: InvocationRef, mode: ReadMode) -> Response:
+    async def _visible_id(self, ref: InvocationRef) -> str:
+        """The id ``ref`` designates; 400 if it belongs to a private service or handler."""
         invocation_id = resolve_invocation_id(self.engine, ref)
+        await refuse_private_ref(self.engine, ref, invocation_id)
+        return invocation_id
+
+    async def _read(self, ref: InvocationRef, mode: ReadMode) -> Response:
+        invocation_id = await self._visible_id(ref)
         if mode == "output":
             return outcome_response(await self.engine.output(invocation_id))
         try:
@@ -183,16 +190,17 @@ class _IngressHandler:
         body = parse_json_object(await read_body(request, self.max_body_bytes), "lookup")
         ref = ref_from_json(body)
         if mode == "lookup":
-            return JSONResponse({"invocationId": resolve_invocation_id(self.engine, ref)})
+            return JSONResponse({"invocationId": await self._visible_id(ref)})
         return await self._read(ref, "attach" if mode == "attach" else "output")
 
     async def _awakeable(self, awakeable_id: str, action: str, request: Request) -> Response:
         if request.method != "POST":
             raise _method_not_allowed()
         try:
-            check_awakeable_id(awakeable_id)
+            invocation_id, _signal = awakeable_invocation(awakeable_id)
         except IdError as exc:
             raise IngressHttpError(400, f"bad awakeable id '{awakeable_id}': {exc}") from exc
+        await refuse_private_invocation(self.engine, invocation_id)
         body = await read_body(request, self.max_body_bytes)
         if action == "resolve":
             await self.engine.resolve_awakeable(awakeable_id, body)

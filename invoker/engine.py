@@ -384,3 +384,25 @@ class RuntimeEngine(Engine):
         from invoker.lifecycle import get_state
 
         return await get_state(self, service, key)
+
+    # --- ingress visibility (appended for the ingress; see EngineApi) ---------------------
+    def is_ingress_private(self, service: str, handler: str | None = None) -> bool:
+        """Whether ``service`` (or its ``handler``) is ingress-private in the latest revision;
+        ``False`` for an unknown service or handler."""
+        svc = self.registry.service(service)
+        if svc is None:
+            return False
+        if svc.ingress_private:
+            return True
+        if handler is None:
+            return False
+        found = self.registry.handler(service, handler)
+        return found is not None and found[1].ingress_private
+
+    async def invocation_target(self, invocation_id: str) -> Target | None:
+        """The target an invocation was created for, from its record; ``None`` if absent."""
+        item = await self.backend.get(keys.inv(invocation_id), keys.META)
+        if item is None:
+            return None
+        inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
+        return Target(service=inv.service, handler=inv.handler, key=inv.key)

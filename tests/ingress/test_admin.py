@@ -32,7 +32,8 @@ async def test_health_and_version(admin: httpx.AsyncClient) -> None:
 async def test_services(admin: httpx.AsyncClient, prefix: str) -> None:
     r = await admin.get(f"{prefix}/services")
     services = {s["name"]: s for s in r.json()["services"]}
-    assert set(services) == {"Greeter", "Counter", "Wf"}
+    assert set(services) == {"Greeter", "Counter", "Wf", "Hidden", "HiddenWf"}
+    assert services["Hidden"]["public"] is False
     counter = services["Counter"]
     assert counter["ty"] == "VirtualObject"
     assert counter["revision"] == 1
