@@ -10,11 +10,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from ingress.admin_models import (
     deployment_detail_json,
@@ -72,11 +74,26 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return admin_error(exc.status, exc.message)
         except EngineError as exc:
             return admin_error(exc.status, exc.message)
+        except ClientDisconnect:
+            log.info(
+                "client disconnected before sending the whole body: %s %s",
+                request.method,
+                request.url.path,
+            )
+            return admin_error(400, "client disconnected")
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return admin_error(500, "internal server error")
 
     return wrapper
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no route, wrong method) as admin JSON errors."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 405:
+        return admin_error(405, f"method {request.method} not allowed on {request.url.path}")
+    return admin_error(status, "not found" if status == 404 else "bad request")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -85,9 +102,29 @@ async def _json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AdminHttpError(400, f"Failed to parse the request body as JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise AdminHttpError(
+            400, "Failed to parse the request body as JSON: nested too deeply"
+        ) from exc
     if not isinstance(body, dict):
         raise AdminHttpError(422, "Failed to deserialize the JSON body: expected an object")
     return body
+
+
+def _check_deployment_uri(uri: str) -> None:
+    """400 unless ``uri`` is an absolute ``http(s)://host[:port]/...`` URL."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port  # raises ValueError for a malformed port
+        host = parts.hostname
+    except ValueError as exc:
+        raise AdminHttpError(400, f"Invalid deployment uri '{uri}': {exc}") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise AdminHttpError(
+            400, f"Invalid deployment uri '{uri}': expected http(s)://HOST[:PORT][/PATH]"
+        )
+    if port == 0:
+        raise AdminHttpError(400, f"Invalid deployment uri '{uri}': port 0")
 
 
 def _register_kwargs(body: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +136,8 @@ def _register_kwargs(body: dict[str, Any]) -> dict[str, Any]:
             "Failed to deserialize the JSON body into the target type: data did not match "
             "any variant of untagged enum RegisterDeploymentRequest",
         )
+    if isinstance(uri, str):
+        _check_deployment_uri(uri)
     headers = body.get("additional_headers")
     if headers is not None and (
         not isinstance(headers, dict)
@@ -289,5 +328,15 @@ def create_admin_app(
 ) -> Starlette:
     """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises."""
     routes = _AdminEndpoints(engine, ingress_endpoint).routes()
-    mounts: list[BaseRoute] = [Mount(prefix, routes=routes) for prefix in _API_PREFIXES]
-    return Starlette(routes=[*routes, *mounts])
+    # No trailing-slash redirects: Starlette's would send Location with the decoded path
+    # (``/services/..%2F`` -> ``/services/..``); an unknown path is a plain JSON 404.
+    mounts: list[BaseRoute] = [
+        Mount(prefix, app=Router(routes=routes, redirect_slashes=False))
+        for prefix in _API_PREFIXES
+    ]
+    app = Starlette(
+        routes=[*routes, *mounts],
+        exception_handlers={404: _http_exception, 405: _http_exception},
+    )
+    app.router.redirect_slashes = False
+    return app

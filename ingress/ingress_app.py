@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -85,6 +85,11 @@ class _IngressHandler:
             )
         except EngineError as exc:
             return error_response(exc.status, exc.message, source="ingress")
+        except ClientDisconnect:
+            # Nobody reads the answer; not an error of ours, so no traceback.
+            log.info("client disconnected before sending the whole body: %s %s",
+                     request.method, request.url.path)
+            return error_response(400, "client disconnected", source="ingress")
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error_response(500, "internal server error", source="ingress")

@@ -36,6 +36,10 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngressHttpError(400, f"cannot read body: invalid {what} body: {exc}") from exc
+    except RecursionError as exc:
+        raise IngressHttpError(
+            400, f"cannot read body: invalid {what} body: JSON nested too deeply"
+        ) from exc
     if not isinstance(value, dict):
         raise IngressHttpError(400, f"cannot read body: invalid {what} body: expected an object")
     return value
