@@ -20,6 +20,16 @@
 ``RESTATE_LAMBDA_STS_ENDPOINT_URL``
 ``RESTATE_LAMBDA_LOG_LEVEL``                logging level (default ``INFO``)
 ==========================================  =================================================
+
+The admin API of ``restate-lambda dev`` (:class:`AdminSettings`):
+
+==========================================  =================================================
+``RESTATE_LAMBDA_ADMIN_TOKEN``              bearer token the admin API requires (every route
+                                            but ``GET /health``); mandatory when it listens on
+                                            a non-loopback address
+``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``      comma-separated ``Host`` names accepted besides
+                                            loopback ones (DNS-rebinding protection)
+==========================================  =================================================
 """
 
 from __future__ import annotations
@@ -108,3 +118,24 @@ class AwsSettings:
                 "through an SQS queue"
             )
         return self.queue_url
+
+
+def _split_names(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """Who may use the admin API of ``restate-lambda dev`` (see :mod:`ingress.admin_security`)."""
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
+        """``RESTATE_LAMBDA_ADMIN_TOKEN`` and ``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``."""
+        env = os.environ if env is None else env
+        token = env.get("RESTATE_LAMBDA_ADMIN_TOKEN", "").strip() or None
+        return cls(
+            token=token, allowed_hosts=_split_names(env.get("RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS"))
+        )

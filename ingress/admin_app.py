@@ -25,6 +25,7 @@ from ingress.admin_models import (
     service_json,
 )
 from ingress.admin_query import UnsupportedQueryError, run_query
+from ingress.admin_security import AdminGuard, AdminSecurity
 from ingress.ids import IdError, check_invocation_id
 from invoker.api import EngineApi, EngineError
 
@@ -324,9 +325,17 @@ class _AdminEndpoints:
 
 
 def create_admin_app(
-    engine: EngineApi, *, ingress_endpoint: str = "http://127.0.0.1:8080/"
-) -> Starlette:
-    """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises."""
+    engine: EngineApi,
+    *,
+    ingress_endpoint: str = "http://127.0.0.1:8080/",
+    security: AdminSecurity | None = None,
+) -> AdminGuard:
+    """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises.
+
+    ``security`` (see :mod:`ingress.admin_security`) defaults to no token and no Host check,
+    but Origin and JSON-only checks: right for in-process use and behind an IAM-authorized
+    Function URL. A server listening on a socket passes :meth:`AdminSecurity.for_bind`.
+    """
     routes = _AdminEndpoints(engine, ingress_endpoint).routes()
     # No trailing-slash redirects: Starlette's would send Location with the decoded path
     # (``/services/..%2F`` -> ``/services/..``); an unknown path is a plain JSON 404.
@@ -339,4 +348,4 @@ def create_admin_app(
         exception_handlers={404: _http_exception, 405: _http_exception},
     )
     app.router.redirect_slashes = False
-    return app
+    return AdminGuard(app, security or AdminSecurity())
