@@ -17,7 +17,7 @@ from typing import Any
 
 from backends.api import Backend
 from backends.registry import open_backend
-from infra.settings import AdminSettings
+from infra.settings import AdminSettings, ingress_limits_from_env
 from ingress.admin_app import create_admin_app
 from ingress.admin_security import AdminSecurity
 from ingress.ingress_app import create_ingress_app
@@ -164,7 +164,11 @@ async def serve(options: DevOptions) -> None:
                 uri = engine.transports.asgi.mount(name, app)
                 await engine.register_deployment(uri, force=True)
                 log.info("serving %s in process as %s", spec, uri)
-            ingress = create_ingress_app(engine, max_body_bytes=engine.config.max_body_bytes)
+            ingress = create_ingress_app(
+                engine,
+                max_body_bytes=engine.config.max_body_bytes,
+                limits=ingress_limits_from_env(),
+            )
             admin = create_admin_app(
                 engine,
                 ingress_endpoint=f"http://{options.host}:{options.ingress_port}/",

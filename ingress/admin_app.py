@@ -26,7 +26,9 @@ from ingress.admin_models import (
 )
 from ingress.admin_query import UnsupportedQueryError, run_query
 from ingress.admin_security import AdminGuard, AdminSecurity
+from ingress.errors import IngressHttpError
 from ingress.ids import IdError, check_invocation_id
+from ingress.request_body import read_body
 from invoker.api import EngineApi, EngineError
 
 log = logging.getLogger("restate_lambda.admin")
@@ -97,8 +99,15 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return admin_error(status, "not found" if status == 404 else "bad request")
 
 
+#: Largest admin request body: registrations and queries are small.
+MAX_ADMIN_BODY_BYTES = 1024 * 1024
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await read_body(request, MAX_ADMIN_BODY_BYTES)
+    except IngressHttpError as exc:
+        raise AdminHttpError(exc.status, f"request body over {MAX_ADMIN_BODY_BYTES} bytes") from exc
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

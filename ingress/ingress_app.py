@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -11,9 +13,12 @@ from ingress.content_type import InputValidationError, validate_input
 from ingress.durations import DurationError, parse_delay_ms
 from ingress.errors import IngressHttpError, error_response, log
 from ingress.ids import IdError, awakeable_invocation
+from ingress.limits import IngressLimits
 from ingress.paths import (
     LEGACY_BAD_PATH,
     AwakeableRoute,
+    ByIdempotencyKey,
+    ByWorkflow,
     HealthRoute,
     IngressRoute,
     InvocationRef,
@@ -25,7 +30,7 @@ from ingress.paths import (
     parse_route,
     split_raw_path,
 )
-from ingress.request_body import DEFAULT_MAX_BODY_BYTES, parse_json_object, read_body
+from ingress.request_body import parse_json_object, read_body
 from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
 from ingress.visibility import refuse_private_invocation, refuse_private_ref
@@ -69,15 +74,20 @@ def forwarded_headers(request: Request, path: str) -> list[tuple[str, str]]:
 class _IngressHandler:
     """Routes one request to the engine; never lets an exception escape."""
 
-    def __init__(self, engine: EngineApi, max_body_bytes: int) -> None:
+    def __init__(self, engine: EngineApi, limits: IngressLimits) -> None:
         self.engine = engine
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
 
     async def handle(self, request: Request) -> Response:
         """Answer one ingress request."""
         try:
             raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+            self.limits.check_request(
+                request.scope.get("headers", []), raw_path, request.scope.get("query_string", b"")
+            )
             route = parse_route(split_raw_path(raw_path), request.method)
+            self._check_keys(route, request)
             return await self._dispatch(route, request)
         except IngressHttpError as exc:
             return error_response(
@@ -93,6 +103,17 @@ class _IngressHandler:
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error_response(500, "internal server error", source="ingress")
+
+    def _check_keys(self, route: IngressRoute, request: Request) -> None:
+        """400 for a workflow key or idempotency key over the limit (call keys: :meth:`_invoke`)."""
+        check = self.limits.check_key
+        check("idempotency key", request.headers.get("idempotency-key"))
+        match route:
+            case ReadRoute(ByWorkflow(_, key)):
+                check("workflow key", key)
+            case ReadRoute(ByIdempotencyKey(target, idempotency_key)):
+                check("key", target.key)
+                check("idempotency key", idempotency_key)
 
     async def _dispatch(self, route: IngressRoute, request: Request) -> Response:
         match route:
@@ -152,6 +173,7 @@ class _IngressHandler:
             raise _method_not_allowed()
         delay_ms = self._delay_ms(request, route.send)
         target = route.target
+        self.limits.check_key("key", target.key)
         self.engine.is_ingress_reachable(target)
         rules = self.engine.handler_input(target)
         body = await read_body(request, self.max_body_bytes)
@@ -215,8 +237,18 @@ class _IngressHandler:
 
 
 def create_ingress_app(
-    engine: EngineApi, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    engine: EngineApi,
+    *,
+    max_body_bytes: int | None = None,
+    limits: IngressLimits | None = None,
 ) -> Starlette:
-    """The ingress ASGI app: calls, sends, attach/output, awakeables, health."""
-    handler = _IngressHandler(engine, max_body_bytes)
+    """The ingress ASGI app: calls, sends, attach/output, awakeables, health.
+
+    ``limits`` bound each request (default :class:`IngressLimits`); ``max_body_bytes``, when
+    given, overrides its body limit.
+    """
+    limits = limits or IngressLimits()
+    if max_body_bytes is not None:
+        limits = replace(limits, max_body_bytes=max_body_bytes)
+    handler = _IngressHandler(engine, limits)
     return Starlette(routes=[Route("/{path:path}", handler.handle, methods=_ALL_METHODS)])

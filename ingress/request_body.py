@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 
 from ingress.errors import IngressHttpError
+from ingress.limits import DEFAULT_MAX_BODY_BYTES as DEFAULT_MAX_BODY_BYTES
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 TOO_LARGE_MESSAGE = "length limit exceeded"
 #: What restate-server answers when a chunked body grows past the limit.
 STREAM_TOO_LARGE_MESSAGE = "cannot read body: LengthLimitError"
