@@ -28,6 +28,7 @@ from ingress.admin_query import UnsupportedQueryError, run_query
 from ingress.admin_security import AdminGuard, AdminSecurity
 from ingress.errors import IngressHttpError
 from ingress.ids import IdError, check_invocation_id
+from ingress.openapi import openapi_document
 from ingress.request_body import read_body
 from invoker.api import EngineApi, EngineError
 
@@ -199,6 +200,11 @@ class _AdminEndpoints:
             }
         )
 
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``: the OpenAPI description of the ingress and admin APIs."""
+        admin_url = str(request.base_url).rstrip("/") or "/"
+        return JSONResponse(openapi_document(self.ingress_endpoint.rstrip("/"), admin_url))
+
     async def register_deployment(self, request: Request) -> Response:
         """``POST /deployments``: 201 when created, 200 when it was already registered."""
         kwargs = _register_kwargs(await _json_body(request))
@@ -314,6 +320,7 @@ class _AdminEndpoints:
         table: list[tuple[str, Endpoint, list[str]]] = [
             ("/health", self.health, ["GET"]),
             ("/version", self.version, ["GET"]),
+            ("/openapi.json", self.openapi, ["GET"]),
             ("/deployments", self.register_deployment, ["POST"]),
             ("/deployments", self.list_deployments, ["GET"]),
             ("/deployments/{deployment}", self.get_deployment, ["GET"]),
