@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import restate_lambda as restate
-from restate_lambda import Context, ObjectContext, ObjectSharedContext, WorkflowContext
+from restate_lambda import (
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    TerminalError,
+    WorkflowContext,
+)
+
+
+def _text(value: Any) -> str:
+    """``value`` if it is a string; a terminal 400 otherwise (fuzzed input is never retried)."""
+    if not isinstance(value, str):
+        raise TerminalError("expected a JSON string", status_code=400)
+    return value
 
 # --------------------------------------------------------------------------- private service
 internal = restate.Service("Internal", ingress_private=True)
 
 
 @internal.handler()
-async def secret(ctx: Context, name: str) -> str:
+async def secret(ctx: Context, name: Any) -> str:
     """Only callable from other handlers."""
-    return f"secret for {name}"
+    return f"secret for {_text(name)}"
 
 
 # --------------------------------------------------------------------------- a public caller
@@ -22,16 +36,16 @@ caller = restate.Service("Caller")
 
 
 @caller.handler()
-async def send_private(ctx: Context, name: str) -> str:
+async def send_private(ctx: Context, name: Any) -> str:
     """Sends to the private service and returns the child's invocation id (a public value)."""
-    handle = ctx.generic_send("Internal", "secret", f'"{name}"'.encode())
+    handle = ctx.generic_send("Internal", "secret", json.dumps(_text(name)).encode())
     return await handle.invocation_id()
 
 
 @caller.handler()
-async def start_private_workflow(ctx: Context, key: str) -> str:
+async def start_private_workflow(ctx: Context, key: Any) -> str:
     """Starts the private workflow ``Hidden/{key}``."""
-    handle = ctx.generic_send("Hidden", "run", b'"go"', key=key)
+    handle = ctx.generic_send("Hidden", "run", b'"go"', key=_text(key))
     return await handle.invocation_id()
 
 
@@ -83,8 +97,10 @@ counter = restate.VirtualObject("Counter")
 
 
 @counter.handler()
-async def add(ctx: ObjectContext, delta: int) -> int:
-    """Add ``delta`` to this key's count."""
+async def add(ctx: ObjectContext, delta: Any) -> int:
+    """Add ``delta`` (an integer) to this key's count."""
+    if not isinstance(delta, int) or isinstance(delta, bool) or abs(delta) > 2**53:
+        raise TerminalError("expected a JSON integer", status_code=400)
     value = ((await ctx.get("count", type_hint=int)) or 0) + delta
     ctx.set("count", value)
     return value
@@ -100,9 +116,9 @@ greeter = restate.Service("Greeter")
 
 
 @greeter.handler()
-async def greet(ctx: Context, name: str) -> str:
+async def greet(ctx: Context, name: Any) -> str:
     """Hello."""
-    return f"Hello, {name}!"
+    return f"Hello, {_text(name)}!"
 
 
 @greeter.handler()
@@ -116,9 +132,9 @@ hidden = restate.Workflow("Hidden", ingress_private=True)
 
 
 @hidden.main()
-async def run(ctx: WorkflowContext, what: str) -> str:
+async def run(ctx: WorkflowContext, what: Any) -> str:
     """A private workflow's run."""
-    return f"hidden {what}"
+    return f"hidden {_text(what)}"
 
 
 app = restate.app([internal, caller, vault, awaiter, counter, greeter, hidden])

@@ -211,12 +211,16 @@ async def test_content_type_with_charset_and_case_ok(client: httpx.AsyncClient) 
     assert r.status_code == 200
 
 
-async def test_malformed_json_passes_to_engine(
-    client: httpx.AsyncClient, engine: FakeEngine
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[" * 1000, b'"a" "b"'])
+async def test_malformed_json_refused_before_the_engine(
+    client: httpx.AsyncClient, engine: FakeEngine, body: bytes
 ) -> None:
-    r = await client.post("/Greeter/greet", content=b"{not json", headers=JSON)
-    assert r.status_code == 200
-    assert engine.calls[0].body == b"{not json"
+    """restate-server passes malformed JSON on and the SDK fails the invocation (terminal 500);
+    we answer 400 before creating one (tests/e2e/test_ingress_errors.py accepts both)."""
+    r = await client.post("/Greeter/greet", content=body, headers=JSON)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("input validation error: malformed JSON body")
+    assert engine.calls == []
 
 
 async def test_oversized_body_413(client: httpx.AsyncClient, engine: FakeEngine) -> None:
