@@ -227,10 +227,16 @@ class _AdminEndpoints:
         return JSONResponse(deployment_detail_json(deployment))
 
     async def delete_deployment(self, request: Request) -> Response:
-        """``DELETE /deployments/{deployment}?force=``: 202; 501 without force (as 1.7)."""
+        """``DELETE /deployments/{deployment}?force=``: 202; 400 with ``force=false``.
+
+        restate-server 1.7 answers 501 there (it does not implement draining removal either);
+        a 4xx says the same without a server error.
+        """
         force = _query_flag(request, "force", True)
         if not force:
-            raise AdminHttpError(501, "only forced deployment removal is supported")
+            raise AdminHttpError(
+                400, "only forced deployment removal is supported: leave out force=false"
+            )
         await self.engine.remove_deployment(request.path_params["deployment"], force=True)
         return Response(status_code=202)
 

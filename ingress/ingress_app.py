@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, request_response
+from starlette.types import Receive, Scope, Send
 
 from ingress.content_type import InputValidationError, validate_input
 from ingress.durations import DurationError, parse_delay_ms
@@ -36,7 +40,6 @@ from ingress.targets import ref_from_json, resolve_invocation_id
 from ingress.visibility import refuse_private_invocation, refuse_private_ref
 from invoker.api import EngineApi, EngineError, InvokeRequest, Target
 
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _INVOKE_METHODS = frozenset({"GET", "POST"})
 #: Headers restate-server neither persists nor forwards to the handler (plus hop-by-hop ones).
 _DROPPED_HEADERS = frozenset(
@@ -97,8 +100,11 @@ class _IngressHandler:
             return error_response(exc.status, exc.message, source="ingress")
         except ClientDisconnect:
             # Nobody reads the answer; not an error of ours, so no traceback.
-            log.info("client disconnected before sending the whole body: %s %s",
-                     request.method, request.url.path)
+            log.info(
+                "client disconnected before sending the whole body: %s %s",
+                request.method,
+                request.url.path,
+            )
             return error_response(400, "client disconnected", source="ingress")
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
@@ -236,6 +242,29 @@ class _IngressHandler:
         return Response(status_code=202)
 
 
+class _EveryPath(BaseRoute):
+    """A route matching every HTTP request, whatever its path or method.
+
+    ``Route("/{path:path}")`` does not: its pattern stops at a newline (``%0A``), and such a
+    request got Starlette's plain-text 404 instead of a JSON error.
+    """
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.app = request_response(endpoint)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Every HTTP request."""
+        return (Match.FULL, {}) if scope["type"] == "http" else (Match.NONE, {})
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """No named routes."""
+        raise NotImplementedError("the ingress has no named routes")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request."""
+        await self.app(scope, receive, send)
+
+
 def create_ingress_app(
     engine: EngineApi,
     *,
@@ -251,4 +280,6 @@ def create_ingress_app(
     if max_body_bytes is not None:
         limits = replace(limits, max_body_bytes=max_body_bytes)
     handler = _IngressHandler(engine, limits)
-    return Starlette(routes=[Route("/{path:path}", handler.handle, methods=_ALL_METHODS)])
+    app = Starlette(routes=[_EveryPath(handler.handle)])
+    app.router.redirect_slashes = False
+    return app

@@ -271,7 +271,7 @@ def _admin_paths() -> dict[str, JsonDict]:
                 "remove a deployment",
                 params=[_param("force", flag, "query", False)],
                 ok={"202": "removed"},
-                errors=(400, 404, 501),
+                errors=(400, 404),
             ),
         },
         "/services": {"get": _op("admin", "list services", errors=())},
