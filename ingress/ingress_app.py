@@ -55,6 +55,12 @@ _DROPPED_HEADERS = frozenset(
         "te",
         "trailer",
         "proxy-connection",
+        # Credentials for the ingress itself (SigV4 with IngressAuth=AWS_IAM, a JWT with
+        # IngressAuth=JWT): restate-server forwards and persists them; we keep them out of the
+        # journal and away from deployments.
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
     }
 )
 

@@ -251,3 +251,26 @@ async def test_unexpected_exception_500_without_traceback(
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/restate/health")
     assert r.status_code == 200
+
+
+async def test_ingress_credentials_not_forwarded(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    """SigV4 or JWT credentials meant for the ingress never reach the journal or a handler."""
+    r = await client.post(
+        "/Greeter/greet",
+        content=b'"x"',
+        headers={
+            **JSON,
+            "authorization": "Bearer eyJhbGciOi.secret.jwt",
+            "proxy-authorization": "Basic c2VjcmV0",
+            "x-amz-security-token": "session-token",
+            "x-amz-date": "20260101T000000Z",
+        },
+    )
+    assert r.status_code == 200
+    names = dict(engine.calls[0].headers)
+    for dropped in ("authorization", "proxy-authorization", "x-amz-security-token"):
+        assert dropped not in names
+    assert names["x-amz-date"] == "20260101T000000Z"
+    assert "secret" not in repr(engine.calls[0].headers)
