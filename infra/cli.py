@@ -50,6 +50,14 @@ def dev(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RESTATE_LAMBDA_ADMIN_TOKEN",
+            help="Bearer token the admin API requires (the restate CLI sends it from "
+            "RESTATE_AUTH_TOKEN). Prefer the environment variable: arguments show in ps.",
+        ),
+    ] = None,
 ) -> None:
     """Run ingress, admin API, engine and timers in one process on 127.0.0.1."""
     from backends.api import BackendError
@@ -64,6 +72,7 @@ def dev(
         data_dir=data_dir,
         storage=storage,
         apps=tuple(apps or ()),
+        admin_token=admin_token,
     )
     try:
         try:
@@ -86,8 +95,10 @@ def dev(
 def _admin(method: str, url: str, body: Any = None) -> Any:
     import httpx
 
+    token = os.environ.get("RESTATE_LAMBDA_ADMIN_TOKEN") or os.environ.get("RESTATE_AUTH_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, url, json=body, timeout=60)
+        response = httpx.request(method, url, json=body, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot reach the admin API at {url}: {exc}", err=True)
         raise typer.Exit(1) from exc

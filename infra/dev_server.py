@@ -17,7 +17,9 @@ from typing import Any
 
 from backends.api import Backend
 from backends.registry import open_backend
+from infra.settings import AdminSettings, ingress_limits_from_env
 from ingress.admin_app import create_admin_app
+from ingress.admin_security import AdminSecurity
 from ingress.ingress_app import create_ingress_app
 from invoker.engine import RuntimeEngine
 from invoker.transport import Transports
@@ -36,6 +38,23 @@ class DevOptions:
     storage: str | None = None
     host: str = "127.0.0.1"
     apps: tuple[str, ...] = ()
+    #: bearer token of the admin API (default: ``RESTATE_LAMBDA_ADMIN_TOKEN``); required when
+    #: ``host`` is not a loopback address
+    admin_token: str | None = None
+    #: ``Host`` names the admin API accepts besides loopback ones (default:
+    #: ``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``)
+    admin_allowed_hosts: tuple[str, ...] = ()
+
+
+def admin_security(options: DevOptions) -> AdminSecurity:
+    """The admin API's policy for ``options``; ValueError (a one-line reason) if it would be
+    reachable from other machines without a token."""
+    env = AdminSettings.from_env()
+    return AdminSecurity.for_bind(
+        options.host,
+        options.admin_token or env.token,
+        options.admin_allowed_hosts or env.allowed_hosts,
+    )
 
 
 class DataDirLockedError(RuntimeError):
@@ -140,6 +159,7 @@ async def serve(options: DevOptions) -> None:
     import uvicorn
 
     _QuietServer = _quiet_server_class()
+    security = admin_security(options)  # refuse an open admin API before opening anything
 
     with _data_dir_lock(options.data_dir):
         async with running_engine(options) as engine:
@@ -148,9 +168,15 @@ async def serve(options: DevOptions) -> None:
                 uri = engine.transports.asgi.mount(name, app)
                 await engine.register_deployment(uri, force=True)
                 log.info("serving %s in process as %s", spec, uri)
-            ingress = create_ingress_app(engine, max_body_bytes=engine.config.max_body_bytes)
+            ingress = create_ingress_app(
+                engine,
+                max_body_bytes=engine.config.max_body_bytes,
+                limits=ingress_limits_from_env(),
+            )
             admin = create_admin_app(
-                engine, ingress_endpoint=f"http://{options.host}:{options.ingress_port}/"
+                engine,
+                ingress_endpoint=f"http://{options.host}:{options.ingress_port}/",
+                security=security,
             )
             servers = [
                 _QuietServer(

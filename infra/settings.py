@@ -19,6 +19,22 @@
 ``RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL``,     Invoke endpoint); unset on AWS
 ``RESTATE_LAMBDA_STS_ENDPOINT_URL``
 ``RESTATE_LAMBDA_LOG_LEVEL``                logging level (default ``INFO``)
+``RESTATE_LAMBDA_MAX_HEADERS``              most request headers at the ingress (default 100;
+                                            431 beyond)
+``RESTATE_LAMBDA_MAX_HEADER_BYTES``         most bytes of all headers (default 65536; 431)
+``RESTATE_LAMBDA_MAX_URL_BYTES``            longest path and query (default 8192; 414)
+``RESTATE_LAMBDA_MAX_KEY_BYTES``            longest object/workflow/idempotency key, UTF-8
+                                            (default 1024; 400)
+==========================================  =================================================
+
+The admin API of ``restate-lambda dev`` (:class:`AdminSettings`):
+
+==========================================  =================================================
+``RESTATE_LAMBDA_ADMIN_TOKEN``              bearer token the admin API requires (every route
+                                            but ``GET /health``); mandatory when it listens on
+                                            a non-loopback address
+``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``      comma-separated ``Host`` names accepted besides
+                                            loopback ones (DNS-rebinding protection)
 ==========================================  =================================================
 """
 
@@ -28,6 +44,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+
+from ingress.limits import (
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_URL_BYTES,
+    IngressLimits,
+)
 
 #: Largest ingress body by default: an API Gateway / Function URL event is at most 6 MB and
 #: carries the body in base64 (4/3 larger) next to headers.
@@ -53,6 +77,10 @@ class AwsSettings:
     lambda_endpoint_url: str | None = None
     sts_endpoint_url: str | None = None
     log_level: str = "INFO"
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_url_bytes: int = DEFAULT_MAX_URL_BYTES
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
@@ -98,6 +126,22 @@ class AwsSettings:
             lambda_endpoint_url=opt("RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL"),
             sts_endpoint_url=opt("RESTATE_LAMBDA_STS_ENDPOINT_URL"),
             log_level=(opt("RESTATE_LAMBDA_LOG_LEVEL") or "INFO").upper(),
+            max_headers=number("RESTATE_LAMBDA_MAX_HEADERS", DEFAULT_MAX_HEADERS),
+            max_header_bytes=number(
+                "RESTATE_LAMBDA_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES
+            ),
+            max_url_bytes=number("RESTATE_LAMBDA_MAX_URL_BYTES", DEFAULT_MAX_URL_BYTES),
+            max_key_bytes=number("RESTATE_LAMBDA_MAX_KEY_BYTES", DEFAULT_MAX_KEY_BYTES),
+        )
+
+    def ingress_limits(self) -> IngressLimits:
+        """The ingress's bounds from these settings."""
+        return IngressLimits(
+            max_body_bytes=self.max_body_bytes,
+            max_headers=self.max_headers,
+            max_header_bytes=self.max_header_bytes,
+            max_url_bytes=self.max_url_bytes,
+            max_key_bytes=self.max_key_bytes,
         )
 
     def require_queue(self) -> str:
@@ -108,3 +152,37 @@ class AwsSettings:
                 "through an SQS queue"
             )
         return self.queue_url
+
+
+def _split_names(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """Who may use the admin API of ``restate-lambda dev`` (see :mod:`ingress.admin_security`)."""
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
+        """``RESTATE_LAMBDA_ADMIN_TOKEN`` and ``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``."""
+        env = os.environ if env is None else env
+        token = env.get("RESTATE_LAMBDA_ADMIN_TOKEN", "").strip() or None
+        return cls(
+            token=token, allowed_hosts=_split_names(env.get("RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS"))
+        )
+
+
+def ingress_limits_from_env(env: Mapping[str, str] | None = None) -> IngressLimits:
+    """The ingress's header, URL and key bounds from ``RESTATE_LAMBDA_MAX_*`` (body limit
+    left at its default: the engine's configuration decides it)."""
+    env = os.environ if env is None else env
+    settings = AwsSettings.from_env({**env, "RESTATE_LAMBDA_STORAGE": "unused://"})
+    return IngressLimits(
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+        max_url_bytes=settings.max_url_bytes,
+        max_key_bytes=settings.max_key_bytes,
+    )

@@ -10,11 +10,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from ingress.admin_models import (
     deployment_detail_json,
@@ -23,7 +25,11 @@ from ingress.admin_models import (
     service_json,
 )
 from ingress.admin_query import UnsupportedQueryError, run_query
+from ingress.admin_security import AdminGuard, AdminSecurity
+from ingress.errors import IngressHttpError
 from ingress.ids import IdError, check_invocation_id
+from ingress.openapi import openapi_document
+from ingress.request_body import read_body
 from invoker.api import EngineApi, EngineError
 
 log = logging.getLogger("restate_lambda.admin")
@@ -72,6 +78,13 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return admin_error(exc.status, exc.message)
         except EngineError as exc:
             return admin_error(exc.status, exc.message)
+        except ClientDisconnect:
+            log.info(
+                "client disconnected before sending the whole body: %s %s",
+                request.method,
+                request.url.path,
+            )
+            return admin_error(400, "client disconnected")
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return admin_error(500, "internal server error")
@@ -79,15 +92,50 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no route, wrong method) as admin JSON errors."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 405:
+        return admin_error(405, f"method {request.method} not allowed on {request.url.path}")
+    return admin_error(status, "not found" if status == 404 else "bad request")
+
+
+#: Largest admin request body: registrations and queries are small.
+MAX_ADMIN_BODY_BYTES = 1024 * 1024
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await read_body(request, MAX_ADMIN_BODY_BYTES)
+    except IngressHttpError as exc:
+        raise AdminHttpError(exc.status, f"request body over {MAX_ADMIN_BODY_BYTES} bytes") from exc
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AdminHttpError(400, f"Failed to parse the request body as JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise AdminHttpError(
+            400, "Failed to parse the request body as JSON: nested too deeply"
+        ) from exc
     if not isinstance(body, dict):
         raise AdminHttpError(422, "Failed to deserialize the JSON body: expected an object")
     return body
+
+
+def _check_deployment_uri(uri: str) -> None:
+    """400 unless ``uri`` is an absolute ``http(s)://host[:port]/...`` URL."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port  # raises ValueError for a malformed port
+        host = parts.hostname
+    except ValueError as exc:
+        raise AdminHttpError(400, f"Invalid deployment uri '{uri}': {exc}") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise AdminHttpError(
+            400, f"Invalid deployment uri '{uri}': expected http(s)://HOST[:PORT][/PATH]"
+        )
+    if port == 0:
+        raise AdminHttpError(400, f"Invalid deployment uri '{uri}': port 0")
 
 
 def _register_kwargs(body: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +147,8 @@ def _register_kwargs(body: dict[str, Any]) -> dict[str, Any]:
             "Failed to deserialize the JSON body into the target type: data did not match "
             "any variant of untagged enum RegisterDeploymentRequest",
         )
+    if isinstance(uri, str):
+        _check_deployment_uri(uri)
     headers = body.get("additional_headers")
     if headers is not None and (
         not isinstance(headers, dict)
@@ -150,6 +200,11 @@ class _AdminEndpoints:
             }
         )
 
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``: the OpenAPI description of the ingress and admin APIs."""
+        admin_url = str(request.base_url).rstrip("/") or "/"
+        return JSONResponse(openapi_document(self.ingress_endpoint.rstrip("/"), admin_url))
+
     async def register_deployment(self, request: Request) -> Response:
         """``POST /deployments``: 201 when created, 200 when it was already registered."""
         kwargs = _register_kwargs(await _json_body(request))
@@ -172,10 +227,16 @@ class _AdminEndpoints:
         return JSONResponse(deployment_detail_json(deployment))
 
     async def delete_deployment(self, request: Request) -> Response:
-        """``DELETE /deployments/{deployment}?force=``: 202; 501 without force (as 1.7)."""
+        """``DELETE /deployments/{deployment}?force=``: 202; 400 with ``force=false``.
+
+        restate-server 1.7 answers 501 there (it does not implement draining removal either);
+        a 4xx says the same without a server error.
+        """
         force = _query_flag(request, "force", True)
         if not force:
-            raise AdminHttpError(501, "only forced deployment removal is supported")
+            raise AdminHttpError(
+                400, "only forced deployment removal is supported: leave out force=false"
+            )
         await self.engine.remove_deployment(request.path_params["deployment"], force=True)
         return Response(status_code=202)
 
@@ -265,6 +326,7 @@ class _AdminEndpoints:
         table: list[tuple[str, Endpoint, list[str]]] = [
             ("/health", self.health, ["GET"]),
             ("/version", self.version, ["GET"]),
+            ("/openapi.json", self.openapi, ["GET"]),
             ("/deployments", self.register_deployment, ["POST"]),
             ("/deployments", self.list_deployments, ["GET"]),
             ("/deployments/{deployment}", self.get_deployment, ["GET"]),
@@ -285,9 +347,27 @@ class _AdminEndpoints:
 
 
 def create_admin_app(
-    engine: EngineApi, *, ingress_endpoint: str = "http://127.0.0.1:8080/"
-) -> Starlette:
-    """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises."""
+    engine: EngineApi,
+    *,
+    ingress_endpoint: str = "http://127.0.0.1:8080/",
+    security: AdminSecurity | None = None,
+) -> AdminGuard:
+    """The admin ASGI app; ``ingress_endpoint`` is what ``GET /version`` advertises.
+
+    ``security`` (see :mod:`ingress.admin_security`) defaults to no token and no Host check,
+    but Origin and JSON-only checks: right for in-process use and behind an IAM-authorized
+    Function URL. A server listening on a socket passes :meth:`AdminSecurity.for_bind`.
+    """
     routes = _AdminEndpoints(engine, ingress_endpoint).routes()
-    mounts: list[BaseRoute] = [Mount(prefix, routes=routes) for prefix in _API_PREFIXES]
-    return Starlette(routes=[*routes, *mounts])
+    # No trailing-slash redirects: Starlette's would send Location with the decoded path
+    # (``/services/..%2F`` -> ``/services/..``); an unknown path is a plain JSON 404.
+    mounts: list[BaseRoute] = [
+        Mount(prefix, app=Router(routes=routes, redirect_slashes=False))
+        for prefix in _API_PREFIXES
+    ]
+    app = Starlette(
+        routes=[*routes, *mounts],
+        exception_handlers={404: _http_exception, 405: _http_exception},
+    )
+    app.router.redirect_slashes = False
+    return AdminGuard(app, security or AdminSecurity())

@@ -34,8 +34,14 @@ _ISO_MS = {
 }
 
 
+#: Longest delay accepted: 100 years (a datetime, an epoch-ms int64 and every backend hold it).
+MAX_DELAY_MS = 100 * 365 * 86_400_000
+#: Longest ``delay`` text parsed; anything longer is refused before parsing.
+MAX_DELAY_TEXT = 64
+
+
 class DurationError(ValueError):
-    """The text is neither a humantime nor an ISO-8601 duration."""
+    """The text is neither a humantime nor an ISO-8601 duration, or is out of range."""
 
 
 def _parse_iso(text: str) -> int | None:
@@ -77,9 +83,17 @@ def parse_delay_ms(text: str) -> int:
     stripped = text.strip()
     if not stripped:
         raise DurationError("empty duration")
+    if len(stripped) > MAX_DELAY_TEXT:
+        raise DurationError(f"duration longer than {MAX_DELAY_TEXT} characters")
     if stripped[0] in "pP":
         iso = _parse_iso(stripped)
         if iso is None:
             raise DurationError(f"invalid ISO-8601 duration {stripped!r}")
-        return iso
-    return _parse_friendly(stripped)
+        ms = iso
+    else:
+        ms = _parse_friendly(stripped)
+    if ms > MAX_DELAY_MS:
+        raise DurationError(
+            f"duration too large: the longest delay is {MAX_DELAY_MS // 86_400_000} days"
+        )
+    return ms

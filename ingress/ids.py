@@ -6,6 +6,8 @@ import base64
 import binascii
 import string
 
+from restate_lambda.protocol.ids import AwakeableId
+
 _BASE62 = frozenset(string.digits + string.ascii_letters)
 _INVOCATION_PREFIX = "inv_"
 #: base62 of the partition key (u64, 11 chars) + invocation uuid (u128, 22 chars).
@@ -13,6 +15,8 @@ _INVOCATION_PAYLOAD_LEN = 33
 _AWAKEABLE_PREFIXES = ("sign_", "prom_")
 #: raw invocation id (8-byte partition key + 16-byte uuid) + u32 signal/entry index.
 _AWAKEABLE_RAW_LEN = 28
+#: Signal indexes below this are built-in (1 = CANCEL); awakeables use 17 and up.
+FIRST_AWAKEABLE_SIGNAL = 17
 
 
 class IdError(ValueError):
@@ -51,3 +55,23 @@ def check_awakeable_id(value: str) -> None:
         or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != encoded
     ):
         raise IdError("id doesn't match the expected type")
+
+
+def awakeable_invocation(value: str) -> tuple[str, int]:
+    """(invocation id, signal index) of a well-formed awakeable id.
+
+    Raises :class:`IdError` when the id is malformed or names a built-in signal (index below
+    :data:`FIRST_AWAKEABLE_SIGNAL`: completing signal 1 would cancel the invocation).
+    restate-server accepts those; refusing them is deliberate.
+    """
+    check_awakeable_id(value)
+    try:
+        parsed = AwakeableId.parse(value)
+    except ValueError as exc:  # pragma: no cover - check_awakeable_id already validated it
+        raise IdError("id doesn't match the expected type") from exc
+    if parsed.signal_index < FIRST_AWAKEABLE_SIGNAL:
+        raise IdError(
+            f"signal index {parsed.signal_index} is reserved for built-in signals "
+            f"(awakeables use indexes from {FIRST_AWAKEABLE_SIGNAL})"
+        )
+    return str(parsed.invocation_id), parsed.signal_index

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.datastructures import URLPath
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, request_response
+from starlette.types import Receive, Scope, Send
 
 from ingress.content_type import InputValidationError, validate_input
 from ingress.durations import DurationError, parse_delay_ms
 from ingress.errors import IngressHttpError, error_response, log
-from ingress.ids import IdError, check_awakeable_id
+from ingress.ids import IdError, awakeable_invocation
+from ingress.limits import IngressLimits
 from ingress.paths import (
     LEGACY_BAD_PATH,
     AwakeableRoute,
+    ByIdempotencyKey,
+    ByWorkflow,
     HealthRoute,
     IngressRoute,
     InvocationRef,
@@ -25,12 +34,12 @@ from ingress.paths import (
     parse_route,
     split_raw_path,
 )
-from ingress.request_body import DEFAULT_MAX_BODY_BYTES, parse_json_object, read_body
+from ingress.request_body import parse_json_object, read_body
 from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
+from ingress.visibility import refuse_private_invocation, refuse_private_ref
 from invoker.api import EngineApi, EngineError, InvokeRequest, Target
 
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _INVOKE_METHODS = frozenset({"GET", "POST"})
 #: Headers restate-server neither persists nor forwards to the handler (plus hop-by-hop ones).
 _DROPPED_HEADERS = frozenset(
@@ -46,6 +55,12 @@ _DROPPED_HEADERS = frozenset(
         "te",
         "trailer",
         "proxy-connection",
+        # Credentials for the ingress itself (SigV4 with IngressAuth=AWS_IAM, a JWT with
+        # IngressAuth=JWT): restate-server forwards and persists them; we keep them out of the
+        # journal and away from deployments.
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
     }
 )
 
@@ -68,15 +83,20 @@ def forwarded_headers(request: Request, path: str) -> list[tuple[str, str]]:
 class _IngressHandler:
     """Routes one request to the engine; never lets an exception escape."""
 
-    def __init__(self, engine: EngineApi, max_body_bytes: int) -> None:
+    def __init__(self, engine: EngineApi, limits: IngressLimits) -> None:
         self.engine = engine
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
 
     async def handle(self, request: Request) -> Response:
         """Answer one ingress request."""
         try:
             raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+            self.limits.check_request(
+                request.scope.get("headers", []), raw_path, request.scope.get("query_string", b"")
+            )
             route = parse_route(split_raw_path(raw_path), request.method)
+            self._check_keys(route, request)
             return await self._dispatch(route, request)
         except IngressHttpError as exc:
             return error_response(
@@ -84,9 +104,28 @@ class _IngressHandler:
             )
         except EngineError as exc:
             return error_response(exc.status, exc.message, source="ingress")
+        except ClientDisconnect:
+            # Nobody reads the answer; not an error of ours, so no traceback.
+            log.info(
+                "client disconnected before sending the whole body: %s %s",
+                request.method,
+                request.url.path,
+            )
+            return error_response(400, "client disconnected", source="ingress")
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error_response(500, "internal server error", source="ingress")
+
+    def _check_keys(self, route: IngressRoute, request: Request) -> None:
+        """400 for a workflow key or idempotency key over the limit (call keys: :meth:`_invoke`)."""
+        check = self.limits.check_key
+        check("idempotency key", request.headers.get("idempotency-key"))
+        match route:
+            case ReadRoute(ByWorkflow(_, key)):
+                check("workflow key", key)
+            case ReadRoute(ByIdempotencyKey(target, idempotency_key)):
+                check("key", target.key)
+                check("idempotency key", idempotency_key)
 
     async def _dispatch(self, route: IngressRoute, request: Request) -> Response:
         match route:
@@ -146,6 +185,7 @@ class _IngressHandler:
             raise _method_not_allowed()
         delay_ms = self._delay_ms(request, route.send)
         target = route.target
+        self.limits.check_key("key", target.key)
         self.engine.is_ingress_reachable(target)
         rules = self.engine.handler_input(target)
         body = await read_body(request, self.max_body_bytes)
@@ -166,8 +206,14 @@ class _IngressHandler:
             return send_response(await self.engine.send(invoke))
         return outcome_response(await self.engine.call(invoke))
 
-    async def _read(self, ref: InvocationRef, mode: ReadMode) -> Response:
+    async def _visible_id(self, ref: InvocationRef) -> str:
+        """The id ``ref`` designates; 400 if it belongs to a private service or handler."""
         invocation_id = resolve_invocation_id(self.engine, ref)
+        await refuse_private_ref(self.engine, ref, invocation_id)
+        return invocation_id
+
+    async def _read(self, ref: InvocationRef, mode: ReadMode) -> Response:
+        invocation_id = await self._visible_id(ref)
         if mode == "output":
             return outcome_response(await self.engine.output(invocation_id))
         try:
@@ -183,16 +229,17 @@ class _IngressHandler:
         body = parse_json_object(await read_body(request, self.max_body_bytes), "lookup")
         ref = ref_from_json(body)
         if mode == "lookup":
-            return JSONResponse({"invocationId": resolve_invocation_id(self.engine, ref)})
+            return JSONResponse({"invocationId": await self._visible_id(ref)})
         return await self._read(ref, "attach" if mode == "attach" else "output")
 
     async def _awakeable(self, awakeable_id: str, action: str, request: Request) -> Response:
         if request.method != "POST":
             raise _method_not_allowed()
         try:
-            check_awakeable_id(awakeable_id)
+            invocation_id, _signal = awakeable_invocation(awakeable_id)
         except IdError as exc:
             raise IngressHttpError(400, f"bad awakeable id '{awakeable_id}': {exc}") from exc
+        await refuse_private_invocation(self.engine, invocation_id)
         body = await read_body(request, self.max_body_bytes)
         if action == "resolve":
             await self.engine.resolve_awakeable(awakeable_id, body)
@@ -201,9 +248,44 @@ class _IngressHandler:
         return Response(status_code=202)
 
 
+class _EveryPath(BaseRoute):
+    """A route matching every HTTP request, whatever its path or method.
+
+    ``Route("/{path:path}")`` does not: its pattern stops at a newline (``%0A``), and such a
+    request got Starlette's plain-text 404 instead of a JSON error.
+    """
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.app = request_response(endpoint)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Every HTTP request."""
+        return (Match.FULL, {}) if scope["type"] == "http" else (Match.NONE, {})
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """No named routes."""
+        raise NotImplementedError("the ingress has no named routes")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request."""
+        await self.app(scope, receive, send)
+
+
 def create_ingress_app(
-    engine: EngineApi, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    engine: EngineApi,
+    *,
+    max_body_bytes: int | None = None,
+    limits: IngressLimits | None = None,
 ) -> Starlette:
-    """The ingress ASGI app: calls, sends, attach/output, awakeables, health."""
-    handler = _IngressHandler(engine, max_body_bytes)
-    return Starlette(routes=[Route("/{path:path}", handler.handle, methods=_ALL_METHODS)])
+    """The ingress ASGI app: calls, sends, attach/output, awakeables, health.
+
+    ``limits`` bound each request (default :class:`IngressLimits`); ``max_body_bytes``, when
+    given, overrides its body limit.
+    """
+    limits = limits or IngressLimits()
+    if max_body_bytes is not None:
+        limits = replace(limits, max_body_bytes=max_body_bytes)
+    handler = _IngressHandler(engine, limits)
+    app = Starlette(routes=[_EveryPath(handler.handle)])
+    app.router.redirect_slashes = False
+    return app

@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 
 from ingress.errors import IngressHttpError
+from ingress.limits import DEFAULT_MAX_BODY_BYTES as DEFAULT_MAX_BODY_BYTES
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 TOO_LARGE_MESSAGE = "length limit exceeded"
 #: What restate-server answers when a chunked body grows past the limit.
 STREAM_TOO_LARGE_MESSAGE = "cannot read body: LengthLimitError"
@@ -36,6 +36,10 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngressHttpError(400, f"cannot read body: invalid {what} body: {exc}") from exc
+    except RecursionError as exc:
+        raise IngressHttpError(
+            400, f"cannot read body: invalid {what} body: JSON nested too deeply"
+        ) from exc
     if not isinstance(value, dict):
         raise IngressHttpError(400, f"cannot read body: invalid {what} body: expected an object")
     return value

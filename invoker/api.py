@@ -192,6 +192,29 @@ class EngineApi(Protocol):
         """
         ...
 
+    def is_ingress_private(self, service: str, handler: str | None = None) -> bool:
+        """Whether ``service`` (or, when ``handler`` is given, the service or that handler) is
+        ``ingress_private`` in the latest registered revision.
+
+        The ingress asks it before answering any route that reaches an existing invocation
+        (attach, output, lookup, awakeable completion), so that a private service's
+        invocations stay unreachable from outside. ``False`` when the service or handler is not
+        registered (the route then answers as it would for any unknown target). In-memory, no
+        I/O, must be cheap.
+        """
+        ...
+
+    async def invocation_target(self, invocation_id: str) -> Target | None:
+        """The target (service, handler, key) invocation ``invocation_id`` was created for.
+
+        Read from the invocation's stored record (one read). ``None`` when no record exists:
+        unknown, not yet durably created, purged or expired; never raises NotFoundError for
+        that. ``invocation_id`` is well-formed (the ingress checked its syntax first). The
+        ingress uses it with :meth:`is_ingress_private` to refuse attach, output and awakeable
+        completion for invocations of private services and handlers.
+        """
+        ...
+
     # --- admin -------------------------------------------------------------------------
     async def register_deployment(
         self,

@@ -344,6 +344,26 @@ class Engine(Admin):
         """cancel / kill / purge / pause / resume."""
         await self.lifecycle.manage(invocation_id, action)
 
+    def is_ingress_private(self, service: str, handler: str | None = None) -> bool:
+        """Whether ``service`` (or its ``handler``) is ingress-private in the latest revision;
+        ``False`` for an unknown service or handler."""
+        svc = self.registry.service(service)
+        if svc is None:
+            return False
+        if svc.ingress_private:
+            return True
+        if handler is None:
+            return False
+        found = self.registry.handler(service, handler)
+        return found is not None and found[1].ingress_private
+
+    async def invocation_target(self, invocation_id: str) -> Target | None:
+        """The target an invocation was created for, from its record; ``None`` if absent."""
+        found = await self.store.invocation(invocation_id)
+        if found is None:
+            return None
+        return Target(service=found.inv.service, handler=found.inv.handler, key=found.inv.key)
+
 
 #: The engine with the admin operations (one class now; the name is kept for callers).
 RuntimeEngine = Engine

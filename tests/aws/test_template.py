@@ -122,10 +122,21 @@ def test_sam_translation() -> None:
     (url,) = by_type["AWS::Lambda::Url"]
     assert url["Properties"]["AuthType"] == "AWS_IAM"
     apis = {r["Condition"] for r in by_type["AWS::ApiGatewayV2::Api"]}
-    assert apis == {"PublicAuth", "IamAuth"}  # exactly one exists per deployment
+    assert apis == {"PublicAuth", "IamAuth", "JwtAuth"}  # exactly one exists per deployment
     for permission in by_type["AWS::Lambda::Permission"]:
         if "execute-api" in json.dumps(permission["Properties"]):
-            assert permission.get("Condition") in ("PublicAuth", "IamAuth")
+            assert permission.get("Condition") in ("PublicAuth", "IamAuth", "JwtAuth")
+    # SAM writes the JWT authorizer into the API's OpenAPI body, and requires it on the route.
+    (jwt_api,) = (r for r in by_type["AWS::ApiGatewayV2::Api"] if r["Condition"] == "JwtAuth")
+    body = jwt_api["Properties"]["Body"]
+    scheme = body["components"]["securitySchemes"]["OidcAuthorizer"]
+    assert scheme["x-amazon-apigateway-authorizer"]["type"] == "jwt"
+    assert scheme["x-amazon-apigateway-authorizer"]["jwtConfiguration"] == {
+        "audience": {"Ref": "JwtAudience"},
+        "issuer": {"Ref": "JwtIssuer"},
+    }
+    assert '"security": [{"OidcAuthorizer": []}]' in json.dumps(body["paths"])
+    _assert_least_privilege(resources)
     assert "Custom::RestateDeployment" in by_type
     assert "AWS::Lambda::Alias" in by_type  # the greeter publishes versions
 
@@ -173,3 +184,103 @@ def test_sam_build(tmp_path: Path) -> None:
         assert (worker / package).is_dir(), package
     assert list((worker / "msgspec").glob("_core.cpython-312-aarch64-linux-gnu.so"))
     assert (tmp_path / "build" / "GreeterFunction" / "examples" / "greeter.py").is_file()
+
+
+# --------------------------------------------------------------------------- secure defaults
+
+#: The only AWS managed policy a role may carry: CloudWatch Logs for the function's own logs
+#: (SAM attaches it to every function it makes a role for).
+_BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+_OUR_POLICIES = ({"Ref": "RuntimeStoragePolicy"}, {"Ref": "InvokeHandlersPolicy"})
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document["Statement"]
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
+    """No wildcard action; every resource names one of our resources (never ``*``)."""
+    assert statement["Effect"] == "Allow", where
+    for action in _as_list(statement["Action"]):
+        assert "*" not in action, f"{where}: wildcard action {action}"
+    for resource in _as_list(statement["Resource"]):
+        text = json.dumps(resource)
+        assert resource != "*", f"{where}: resource *"
+        assert any(name in text for name in ("Table", "BlobBucket", "WorkQueue", ":function:")), (
+            f"{where}: resource {text} is not the table, the bucket, the queue or a function"
+        )
+
+
+def _assert_least_privilege(resources: dict[str, Any]) -> None:
+    """Every role and managed policy of a (raw or translated) template is least-privilege."""
+    seen_roles = 0
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            for statement in _statements(props["PolicyDocument"]):
+                _assert_statement_scoped(name, statement)
+        elif resource["Type"] == "AWS::IAM::Role":
+            seen_roles += 1
+            for arn in props.get("ManagedPolicyArns", []):
+                text = json.dumps(arn)
+                assert arn in _OUR_POLICIES or "AWSLambdaBasicExecutionRole" in text, (name, arn)
+            for policy in props.get("Policies", []):
+                for statement in _statements(policy["PolicyDocument"]):
+                    _assert_statement_scoped(f"{name}/{policy['PolicyName']}", statement)
+        elif resource["Type"] == "AWS::Serverless::Function":
+            policies = _as_list(props.get("Policies", []))
+            assert all(p in _OUR_POLICIES for p in policies), (name, policies)
+    assert seen_roles >= 1
+
+
+def test_ingress_auth_defaults_to_iam() -> None:
+    """A fresh deployment's ingress needs SigV4; JWT (OIDC) is an option; NONE only on request."""
+    t = template()
+    auth = t["Parameters"]["IngressAuth"]
+    assert auth["Default"] == "AWS_IAM"
+    assert set(auth["AllowedValues"]) == {"AWS_IAM", "JWT", "NONE"}
+    conditions = t["Conditions"]
+    assert conditions["PublicAuth"] == {"Fn::Equals": [{"Ref": "IngressAuth"}, "NONE"]}
+    assert conditions["IamAuth"] == {"Fn::Equals": [{"Ref": "IngressAuth"}, "AWS_IAM"]}
+    assert conditions["JwtAuth"] == {"Fn::Equals": [{"Ref": "IngressAuth"}, "JWT"]}
+    resources = t["Resources"]
+    assert resources["IngressApi"]["Condition"] == "PublicAuth"
+    assert resources["IngressIamApi"]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    jwt_auth = resources["IngressJwtApi"]["Properties"]["Auth"]
+    config = jwt_auth["Authorizers"][jwt_auth["DefaultAuthorizer"]]["JwtConfiguration"]
+    assert config == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}
+    assert "JwtNeedsIssuerAndAudience" in t["Rules"]
+    # Every ingress function belongs to exactly one API, under that API's condition.
+    for function, api in (
+        ("IngressFunction", "IngressApi"),
+        ("IngressIamFunction", "IngressIamApi"),
+        ("IngressJwtFunction", "IngressJwtApi"),
+    ):
+        f = resources[function]
+        assert f["Condition"] == resources[api]["Condition"]
+        assert f["Properties"]["Events"]["Proxy"]["Properties"]["ApiId"] == {"Ref": api}
+    url = resources["AdminFunction"]["Properties"]["FunctionUrlConfig"]
+    assert url == {"AuthType": "AWS_IAM"}
+
+
+def test_roles_least_privilege() -> None:
+    """No wildcard action, no ``*`` resource; storage access scoped to table, bucket, queue."""
+    resources = template()["Resources"]
+    _assert_least_privilege(resources)
+    storage = resources["RuntimeStoragePolicy"]["Properties"]["PolicyDocument"]
+    by_sid = {st["Sid"]: st for st in _statements(storage)}
+    assert by_sid["Table"]["Resource"] == [
+        {"Fn::GetAtt": ["Table", "Arn"]},
+        {"Fn::Sub": "${Table.Arn}/index/*"},
+    ]
+    assert by_sid["BlobObjects"]["Resource"] == {"Fn::Sub": "${BlobBucket.Arn}/*"}
+    assert by_sid["Dispatch"]["Resource"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    worker = resources["WorkerFunction"]["Properties"]
+    assert worker["Role"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]} and "Policies" not in worker
+    # The greeter (a user's handler) gets no access to the runtime's storage.
+    assert "Policies" not in resources["GreeterFunction"]["Properties"]

@@ -36,3 +36,13 @@ async def admin(engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
         yield c
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz suite's summary line (tests/ingress/test_fuzz.py), when it ran."""
+    from tests.ingress.test_fuzz import STATS
+
+    if STATS.requests:
+        terminalreporter.write_sep("-", "fuzz summary")
+        terminalreporter.write_line(STATS.line())
+        terminalreporter.write_line(STATS.detail())

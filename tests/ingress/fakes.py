@@ -23,6 +23,9 @@ INV_A = "inv_1gdJBtdVEcM942bjcDmb1c1khoaJe11Hbz"
 INV_B = "inv_17qyBG9GnWFP0elFqjEI77dzmalmdCezDU"
 INV_RUNNING = "inv_14omfrcipDKK4XfJ05Y6Fq6ncsmMIsofp1"
 INV_UNKNOWN = "inv_1aag51El8e1426H9MXYdKPWeiPTDfPG923"
+#: completed invocations of a private handler (Greeter/secret) and a private service (Hidden)
+INV_PRIVATE_HANDLER = "inv_1iRipX1PtSMh5zKQFcQEFV5TAdRdgubKRH"
+INV_PRIVATE_SERVICE = "inv_16twFBfRV2yZ5t6O4VPetPw1PmR7aLNMbL"
 DEPLOYMENT_ID = "dp_11iCWsSBsADZrgzCuKAfc5j"
 JSON_IN = HandlerInput()
 NO_INPUT = HandlerInput(accepts_body=False)
@@ -44,6 +47,7 @@ class FakeService:
 
     ty: ServiceType
     handlers: dict[str, FakeHandler] = field(default_factory=dict)
+    public: bool = True
 
 
 class FakeEngine:
@@ -63,6 +67,8 @@ class FakeEngine:
             ),
             "Counter": FakeService("VirtualObject", {"add": FakeHandler()}),
             "Wf": FakeService("Workflow", {"run": FakeHandler()}),
+            "Hidden": FakeService("Service", {"run": FakeHandler()}, public=False),
+            "HiddenWf": FakeService("Workflow", {"run": FakeHandler()}, public=False),
         }
         self.outcomes: dict[str, Outcome] = {
             INV_A: Outcome(
@@ -80,8 +86,20 @@ class FakeEngine:
                 failure_metadata={"a": "b"},
             ),
         }
+        for private in (INV_PRIVATE_HANDLER, INV_PRIVATE_SERVICE):
+            self.outcomes[private] = Outcome(private, ok=True, value=b'"private"')
+        self.targets: dict[str, Target] = {
+            INV_A: Target("Wf", "run", key="w1"),
+            INV_B: Target("Greeter", "fail"),
+            INV_RUNNING: Target("Greeter", "greet"),
+            INV_PRIVATE_HANDLER: Target("Greeter", "secret"),
+            INV_PRIVATE_SERVICE: Target("Hidden", "run"),
+        }
         self.running: set[str] = {INV_RUNNING}
-        self.workflows: dict[tuple[str, str], str] = {("Wf", "w1"): INV_A}
+        self.workflows: dict[tuple[str, str], str] = {
+            ("Wf", "w1"): INV_A,
+            ("HiddenWf", "h1"): INV_PRIVATE_SERVICE,
+        }
         self.idempotent: dict[tuple[Target, str], str] = {}
         self.calls: list[InvokeRequest] = []
         self.sends: list[InvokeRequest] = []
@@ -120,6 +138,7 @@ class FakeEngine:
         return {
             "name": name,
             "ty": service.ty,
+            "public": service.public,
             "deployment_id": DEPLOYMENT_ID,
             "handlers": [
                 {
@@ -213,10 +232,24 @@ class FakeEngine:
                 f"the service '{target.service}' exists, but the handler '{target.handler}' "
                 "was not found"
             )
-        if not handler.public:
-            raise BadRequestError(f"service '{target.service}' is private")
+        if not handler.public or not service.public:
+            raise BadRequestError("the invoked service is not public")
         if (target.key is None) != (service.ty == "Service"):
             raise BadRequestError("bad path")
+
+    def is_ingress_private(self, service: str, handler: str | None = None) -> bool:
+        """Private service, or private handler of it; False when unknown."""
+        fake = self.services.get(service)
+        if fake is None:
+            return False
+        if not fake.public:
+            return True
+        entry = fake.handlers.get(handler) if handler is not None else None
+        return entry is not None and not entry.public
+
+    async def invocation_target(self, invocation_id: str) -> Target | None:
+        """The recorded target of a known invocation."""
+        return self.targets.get(invocation_id)
 
     def service_type(self, service: str) -> ServiceType:
         """The fake service's type."""

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from ingress.admin_app import create_admin_app
+from ingress.admin_security import AdminSecurity
 from tests.ingress.fakes import DEPLOYMENT_ID, FakeEngine
 
 _DEFAULT_CLI = "/work/tools/node_modules/.bin/restate"
@@ -41,12 +42,17 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def admin_url() -> Iterator[str]:
-    """The admin app with a fake engine, served by uvicorn in a thread."""
+TOKEN = "cli-test-token"
+
+
+def _serve(security: AdminSecurity) -> Iterator[str]:
+    """The admin app with a fake engine, served by uvicorn in a thread, as ``dev`` does."""
     port = _free_port()
     config = uvicorn.Config(
-        create_admin_app(FakeEngine()), host="127.0.0.1", port=port, log_level="warning"
+        create_admin_app(FakeEngine(), security=security),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -61,6 +67,18 @@ def admin_url() -> Iterator[str]:
     thread.join(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def admin_url() -> Iterator[str]:
+    """The admin app without a token (loopback Host and Origin checks on)."""
+    yield from _serve(AdminSecurity.for_bind("127.0.0.1", None))
+
+
+@pytest.fixture(scope="module")
+def token_admin_url() -> Iterator[str]:
+    """The admin app requiring a bearer token."""
+    yield from _serve(AdminSecurity.for_bind("127.0.0.1", TOKEN))
+
+
 _CLI_ENV_DROPPED = frozenset(
     {"RESTATE_ENVIRONMENT", "RESTATE_AUTH_TOKEN", "RESTATE_HOST", "RESTATE_HOST_SCHEME"}
 )
@@ -72,11 +90,15 @@ def cli_home(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("restate-cli"))
 
 
-def run_cli(admin_url: str, config_home: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI non-interactively against ``admin_url``."""
+def run_cli(
+    admin_url: str, config_home: str, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI non-interactively against ``admin_url`` (sending ``token`` if given)."""
     assert CLI is not None
     # keep the CLI away from the developer's own environment, config and credentials
     env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV_DROPPED}
+    if token is not None:
+        env["RESTATE_AUTH_TOKEN"] = token
     env.update(
         {
             "RESTATE_ADMIN_URL": admin_url,
@@ -118,3 +140,24 @@ def test_kv_get(admin_url: str, cli_home: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "count" in result.stdout
     assert "42" in result.stdout
+
+
+def test_token_from_restate_auth_token(token_admin_url: str, cli_home: str) -> None:
+    """The official CLI sends ``RESTATE_AUTH_TOKEN`` as a bearer token: it keeps working."""
+    result = run_cli(token_admin_url, cli_home, "services", "list", token=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert "Greeter" in result.stdout
+    result = run_cli(token_admin_url, cli_home, "kv", "get", "Counter", "k1", token=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert "42" in result.stdout
+    result = run_cli(
+        token_admin_url, cli_home, "deployments", "register", "http://127.0.0.1:9/", token=TOKEN
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_token_refused(token_admin_url: str, cli_home: str) -> None:
+    for token in (None, "wrong"):
+        result = run_cli(token_admin_url, cli_home, "services", "list", token=token)
+        assert result.returncode != 0, result.stdout
+        assert "Greeter" not in result.stdout

@@ -211,12 +211,16 @@ async def test_content_type_with_charset_and_case_ok(client: httpx.AsyncClient) 
     assert r.status_code == 200
 
 
-async def test_malformed_json_passes_to_engine(
-    client: httpx.AsyncClient, engine: FakeEngine
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[" * 1000, b'"a" "b"'])
+async def test_malformed_json_refused_before_the_engine(
+    client: httpx.AsyncClient, engine: FakeEngine, body: bytes
 ) -> None:
-    r = await client.post("/Greeter/greet", content=b"{not json", headers=JSON)
-    assert r.status_code == 200
-    assert engine.calls[0].body == b"{not json"
+    """restate-server passes malformed JSON on and the SDK fails the invocation (terminal 500);
+    we answer 400 before creating one (tests/e2e/test_ingress_errors.py accepts both)."""
+    r = await client.post("/Greeter/greet", content=body, headers=JSON)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("input validation error: malformed JSON body")
+    assert engine.calls == []
 
 
 async def test_oversized_body_413(client: httpx.AsyncClient, engine: FakeEngine) -> None:
@@ -247,3 +251,26 @@ async def test_unexpected_exception_500_without_traceback(
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/restate/health")
     assert r.status_code == 200
+
+
+async def test_ingress_credentials_not_forwarded(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    """SigV4 or JWT credentials meant for the ingress never reach the journal or a handler."""
+    r = await client.post(
+        "/Greeter/greet",
+        content=b'"x"',
+        headers={
+            **JSON,
+            "authorization": "Bearer eyJhbGciOi.secret.jwt",
+            "proxy-authorization": "Basic c2VjcmV0",
+            "x-amz-security-token": "session-token",
+            "x-amz-date": "20260101T000000Z",
+        },
+    )
+    assert r.status_code == 200
+    names = dict(engine.calls[0].headers)
+    for dropped in ("authorization", "proxy-authorization", "x-amz-security-token"):
+        assert dropped not in names
+    assert names["x-amz-date"] == "20260101T000000Z"
+    assert "secret" not in repr(engine.calls[0].headers)
