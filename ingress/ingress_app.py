@@ -38,7 +38,7 @@ from ingress.request_body import parse_json_object, read_body
 from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
 from ingress.visibility import refuse_private_invocation, refuse_private_ref
-from invoker.api import EngineApi, EngineError, InvokeRequest, Target
+from invoker.api import EngineApi, EngineError, InvokeRequest, NotFoundError, Target
 
 _INVOKE_METHODS = frozenset({"GET", "POST"})
 #: Headers restate-server neither persists nor forwards to the handler (plus hop-by-hop ones).
@@ -132,7 +132,7 @@ class _IngressHandler:
             case HealthRoute():
                 return JSONResponse({"services": []})
             case LegacyInvokeRoute(segments):
-                return await self._invoke(self._resolve_legacy(segments), request)
+                return await self._invoke(await self._resolve_legacy(segments), request)
             case InvokeRoute():
                 return await self._invoke(route, request)
             case ReadRoute(ref, mode):
@@ -145,10 +145,15 @@ class _IngressHandler:
                 return await self._awakeable(awakeable_id, action, request)
         raise AssertionError(f"unhandled route {route!r}")  # pragma: no cover
 
-    def _resolve_legacy(self, segments: tuple[str, ...]) -> InvokeRoute:
+    async def _resolve_legacy(self, segments: tuple[str, ...]) -> InvokeRoute:
         """Use the service type to tell ``/Svc/h/send`` from ``/Obj/key/h``."""
         try:
-            service_type = self.engine.service_type(segments[0])
+            try:
+                service_type = self.engine.service_type(segments[0])
+            except NotFoundError:
+                if not await self.engine.refresh_registry():
+                    raise
+                service_type = self.engine.service_type(segments[0])
         except EngineError as exc:
             raise IngressHttpError(exc.status, exc.message) from exc
         parts = list(segments)
@@ -186,7 +191,13 @@ class _IngressHandler:
         delay_ms = self._delay_ms(request, route.send)
         target = route.target
         self.limits.check_key("key", target.key)
-        self.engine.is_ingress_reachable(target)
+        try:
+            self.engine.is_ingress_reachable(target)
+        except NotFoundError:
+            # Registered through another engine on the same store? One read tells.
+            if not await self.engine.refresh_registry():
+                raise
+            self.engine.is_ingress_reachable(target)
         rules = self.engine.handler_input(target)
         body = await read_body(request, self.max_body_bytes)
         content_type = request.headers.get("content-type")

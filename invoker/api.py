@@ -177,6 +177,12 @@ class EngineApi(Protocol):
         """Raise NotFoundError/BadRequestError if ``target`` is unknown, private or misaddressed."""
         ...
 
+    async def refresh_registry(self) -> bool:
+        """Pick up deployments registered through other engines on the same store (one read
+        when nothing changed); True when something did. The ingress calls it on a lookup miss
+        before answering 404."""
+        ...
+
     def service_type(self, service: str) -> ServiceType:
         """The kind of a registered service (latest revision); NotFoundError if unknown.
 

@@ -311,6 +311,10 @@ class Engine(Admin):
         """Raise if ``target`` cannot be invoked from the ingress."""
         self.lookup.find(target, from_ingress=True)
 
+    async def refresh_registry(self) -> bool:
+        """Pick up registry changes made through other engines (see :class:`EngineApi`)."""
+        return await self.registry.refresh_if_stale(0)
+
     def service_type(self, service: str) -> ServiceType:
         """The kind of a registered service, in the admin API's spelling."""
         svc = self.registry.service(service)

@@ -159,6 +159,7 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
     journal_index = inp.journal_len
     command_index = inp.commands_len
     terminal_seen = False
+    declared: set[int] = set()  # completion ids the attempt's commands declared
 
     def add(entry: Entry) -> None:
         nonlocal journal_index
@@ -179,9 +180,12 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
             this_command = command_index
             command_index += 1
             out.new_commands += 1
+            _declare(msg, declared)
             _apply_command(ty, msg, this_command, journal_index - 1, inp, out, state, add)
         elif ty == T.PROPOSE_RUN_COMPLETION:
             cid = msg.result_completion_id  # type: ignore[attr-defined]
+            if cid in out.resolved_completions:
+                raise ProtocolViolation(f"a second result for run completion {cid}")
             which = msg.WhichOneof("result")
             if which == "value":
                 result = rec.Result(value=msg.value)  # type: ignore[attr-defined]
@@ -230,6 +234,21 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
     if out.ended and out.output is None:
         raise ProtocolViolation("End without an OutputCommand")
     return out
+
+
+def _declare(msg: object, declared: set[int]) -> None:
+    """Record the completion ids a command declares; a reused one breaks the protocol (its
+    results would overwrite each other, and the commit would repeat the conflict forever)."""
+    fields = msg.DESCRIPTOR.fields_by_name  # type: ignore[attr-defined]
+    for field_name in ("result_completion_id", "invocation_id_notification_idx"):
+        if field_name not in fields:
+            continue
+        cid = int(getattr(msg, field_name))
+        if cid == 0:
+            continue  # not set
+        if cid in declared:
+            raise ProtocolViolation(f"completion id {cid} declared twice in one attempt")
+        declared.add(cid)
 
 
 def _apply_command(

@@ -60,21 +60,23 @@ class Registry:
         self._generation = generation.version if generation is not None else 0
         self._loaded_ms = self._clock.now_ms()
 
-    async def refresh_if_stale(self, max_age_ms: int = 2000) -> None:
-        """Reload when the cache is older than ``max_age_ms`` and the registry changed since.
+    async def refresh_if_stale(self, max_age_ms: int = 2000) -> bool:
+        """Reload when the cache is older than ``max_age_ms`` and the registry changed since;
+        True when it reloaded.
 
         Every change bumps a counter item (one read tells whether anything changed), so
         deployments registered through another engine on the same store reach this one.
         """
         now = self._clock.now_ms()
-        if now - self._loaded_ms <= max_age_ms and self._loaded_ms >= 0:
-            return
+        if now - self._loaded_ms < max_age_ms and self._loaded_ms >= 0:
+            return False
         generation = await self._backend.get(keys.REGISTRY, keys.REGISTRY_GENERATION)
         current = generation.version if generation is not None else 0
         if current != self._generation:
             await self.load()
-        else:
-            self._loaded_ms = now
+            return True
+        self._loaded_ms = now
+        return False
 
     def _bump(self) -> Put:
         """The write that bumps the registry's change counter (in every registry batch)."""

@@ -251,6 +251,10 @@ class FakeEngine:
         """The recorded target of a known invocation."""
         return self.targets.get(invocation_id)
 
+    async def refresh_registry(self) -> bool:
+        """The fake registry never changes behind the fake's back."""
+        return False
+
     def service_type(self, service: str) -> ServiceType:
         """The fake service's type."""
         return self._service(service).ty
