@@ -13,6 +13,7 @@ that a blocking ingress call runs its own invocation inline (``RESTATE_LAMBDA_IN
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -99,7 +100,9 @@ class AwsRuntime:
             region=s.region,
             endpoint_url=s.sqs_endpoint_url,
         )
-        config = self._config or EngineConfig(max_body_bytes=s.max_body_bytes)
+        config = self._config or dataclasses.replace(
+            EngineConfig.from_env(), max_body_bytes=s.max_body_bytes
+        )
         engine = RuntimeEngine(
             backend, self.clock, transports, config, run_locally=False, dispatcher=dispatcher
         )

@@ -21,6 +21,7 @@ from infra.settings import AdminSettings, ingress_limits_from_env
 from ingress.admin_app import create_admin_app
 from ingress.admin_security import AdminSecurity
 from ingress.ingress_app import create_ingress_app
+from invoker.config import EngineConfig
 from invoker.engine import RuntimeEngine
 from invoker.transport import Transports
 from restate_lambda.clock import SystemClock
@@ -107,7 +108,7 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
         storage or f"sqlite:///{(options.data_dir / 'restate-lambda.db').resolve()}",
         data_dir=options.data_dir,
     )
-    engine = RuntimeEngine(backend, SystemClock(), Transports())
+    engine = RuntimeEngine(backend, SystemClock(), Transports(), EngineConfig.from_env())
     try:
         check = getattr(backend, "check", None)
         if check is not None:

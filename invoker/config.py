@@ -1,7 +1,15 @@
-"""Engine settings."""
+"""Engine settings.
+
+Every field can be set from the environment of ``restate-lambda dev`` and of the Lambda entry
+points: ``RESTATE_LAMBDA_`` + the field's name in capitals (``RESTATE_LAMBDA_ATTEMPT_TIMEOUT_S=30``,
+``RESTATE_LAMBDA_LEASE_MARGIN_MS=5000``); see :meth:`EngineConfig.from_env`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DAY_MS = 24 * 3600 * 1000
@@ -39,3 +47,26 @@ class EngineConfig:
     outcome_poll_s: float = 0.5
     #: How often an engine checks the store for deployments registered by other engines.
     registry_refresh_ms: int = 2_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineConfig:
+        """The defaults, overridden by ``RESTATE_LAMBDA_<FIELD>`` variables.
+
+        Raises:
+            ValueError: a variable that is not a number (naming the variable).
+        """
+        env = os.environ if environ is None else environ
+        changes: dict[str, int | float] = {}
+        for f in dataclasses.fields(cls):
+            name = f"RESTATE_LAMBDA_{f.name.upper()}"
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            kind = float if f.type in ("float", float) else int
+            try:
+                changes[f.name] = kind(raw)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{name}={raw!r} is not a{'' if kind is int else ' decimal'} number"
+                ) from exc
+        return dataclasses.replace(cls(), **changes)  # type: ignore[arg-type]
