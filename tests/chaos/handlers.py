@@ -8,7 +8,6 @@ runtime happened between the two runs (the only acceptable reason for a re-run).
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from restate import (
     WorkflowSharedContext,
 )
 
+from restate_lambda.clock import SystemClock
+
 
 def record(tag: str, what: str) -> str:
     """Append ``what`` and the time to the effects file of ``tag`` (O_APPEND: atomic)."""
@@ -29,7 +30,7 @@ def record(tag: str, what: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
     fd = os.open(Path(root) / f"{safe}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, f"{what} {time.time():.6f}\n".encode())
+        os.write(fd, f"{what} {SystemClock().now_ms() / 1000:.3f}\n".encode())
     finally:
         os.close(fd)
     return what

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from restate_lambda.clock import SystemClock
 from tests.support.processes import ManagedProcess, free_ports, http_ok, wait_until
 from tests.support.runtimes import REPO_ROOT, _child_env, restate_lambda_argv
 
@@ -336,7 +337,7 @@ async def _killer(
         if stop.is_set():
             return
         victim = rng.choice(engines)
-        kill_times.append(time.time())
+        kill_times.append(SystemClock().now_ms() / 1000)  # wall time, as the handlers record
         await asyncio.to_thread(victim.kill)
         await asyncio.sleep(rng.uniform(0.1, 0.5))
         await asyncio.to_thread(victim.start)
