@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import sys
@@ -390,9 +391,13 @@ async def _check_counters(
         if got != want:
             report.doubled.append(f"counter {key}: {got}, expected {want}")
     for job in jobs:
-        if job.then is not None and job.output is not None:
-            if job.output != f"confirmed {job.then.body}":
-                report.problems.append(f"{job.label} answered {job.output!r}")
+        approval = job.then
+        if (
+            approval is not None
+            and job.output is not None
+            and job.output != f"confirmed {approval.body}"
+        ):
+            report.problems.append(f"{job.label} answered {job.output!r}")
 
 
 def _check_steps(effects: Path, kill_times: list[float], report: Report) -> None:
@@ -403,7 +408,7 @@ def _check_steps(effects: Path, kill_times: list[float], report: Report) -> None
             runs.setdefault(what, []).append(float(when))
         for what, times in runs.items():
             times.sort()
-            for earlier, later in zip(times, times[1:], strict=False):
+            for earlier, later in itertools.pairwise(times):
                 report.reruns += 1
                 # The first run may happen after the kill: the dead engine's request to the
                 # handler was in flight (it takes at most the attempt timeout), and its result
@@ -422,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", type=int, default=1)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load and kills")
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--seed", type=int, default=SystemClock().now_ms() % 100_000)
     parser.add_argument("--dynamodb-endpoint", help="default: start DynamoDB Local")
     args = parser.parse_args(argv)
     endpoint = args.dynamodb_endpoint
