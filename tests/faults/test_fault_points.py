@@ -1,4 +1,5 @@
-"""A fault at every write point of every scenario, on memory and SQLite (issue 7).
+"""A fault at every write point of every scenario, on memory and SQLite, and of a subset of
+them on DynamoDB Local (issue 7).
 
 For each scenario: one run without faults records its write points; then one run per (write
 point, fault kind) injects that fault: the write fails before applying, applies and then reports
@@ -11,6 +12,7 @@ with the test's output and kept in ``.tools/logs/fault-table-{backend}.txt``.
 from __future__ import annotations
 
 import collections
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,23 +36,55 @@ def _makers(tmp_path: Path) -> dict[str, Callable[[], Backend]]:
     }
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def _dynamodb() -> Callable[[], Backend]:
+    """A fresh table on DynamoDB Local per run."""
+    from backends.dynamodb import DynamoDbBackend
+    from infra.provision import create_table
+    from tests.support.aws import SERVERS, aws_test_env
+
+    aws_test_env()
+    SERVERS.dynamodb()
+    client = SERVERS.client("dynamodb")
+
+    def make() -> Backend:
+        table = f"f-{uuid.uuid4().hex[:12]}"
+        create_table(client, table)
+        return DynamoDbBackend(table, client=client, owns_clients=False)
+
+    return make
+
+
+#: The subset of scenarios run on DynamoDB Local (each run makes a table: slower).
+DYNAMODB_SCENARIOS = {
+    "greet",
+    "counter, hot key",
+    "call+send+delayed",
+    "workflow promise",
+    "admin kill",
+}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "dynamodb"])
 async def test_every_write_point(
     backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make = _makers(tmp_path)[backend]
+    make = _dynamodb() if backend == "dynamodb" else _makers(tmp_path)[backend]
+    scenarios = [s for s in SCENARIOS if backend != "dynamodb" or s.name in DYNAMODB_SCENARIOS]
     runs: collections.Counter[tuple[str, str]] = collections.Counter()
     bad: collections.Counter[tuple[str, str]] = collections.Counter()
     details: list[str] = []
     points_of: dict[str, int] = {}
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         probe, violations = await run(scenario, FaultPlan.counting(), make)
         assert [] == violations, f"{scenario.name} without faults: {violations}"
         points_of[scenario.name] = len(probe.points)
         points = probe.points
-        if backend != "memory" and len(points) > 40:
+        if backend == "sqlite" and len(points) > 40:
             # The same few writes repeated a hundred times: every one on memory, a sample here.
             points = points[:10] + points[10:-10:7] + points[-10:]
+        elif backend == "dynamodb" and len(points) > 8:
+            points = points[:: -(-len(points) // 8)]  # at most 8 points a scenario: a table a run
         for plan in FaultPlan.each(points):
             ((index, fault),) = plan.faults.items()
             _faulty, violations = await run(scenario, plan, make)
