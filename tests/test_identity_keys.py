@@ -208,6 +208,30 @@ def test_storage_init_creates_the_named_key(tmp_path: Path) -> None:
     assert lines[-1] == f"request identity key {key}: exists, {public}"
 
 
+# ------------------------------------------------------------------------------ AWS runtime
+
+
+def test_aws_runtime_signs_with_the_configured_key(tmp_path: Path) -> None:
+    from backends.memory import MemoryBackend
+    from infra.aws_runtime import AwsRuntime
+    from infra.settings import AwsSettings
+
+    key = tmp_path / "identity.pem"
+    ensure_key_file(key)
+    base = {
+        "RESTATE_LAMBDA_STORAGE": "memory://",
+        "RESTATE_LAMBDA_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+    }
+    settings = AwsSettings.from_env({**base, ENV_VAR: f"file:{key}"})
+    assert settings.request_identity_key == f"file:{key}"
+    runtime = AwsRuntime(settings, backend=MemoryBackend(), sqs_client=object())
+    signer = runtime.engine.transports.signer
+    assert signer is not None and signer.public_key == load_signer(str(key)).public_key
+    assert signer._clock is runtime.clock  # the sandbox's injected clock
+    unsigned = AwsRuntime(AwsSettings.from_env(base), backend=MemoryBackend(), sqs_client=object())
+    assert unsigned.engine.transports.signer is None
+
+
 def test_module_reads_nothing_at_import() -> None:
     """Importing the key module touches no file, environment or AWS (boto3 stays unloaded)."""
     import subprocess
