@@ -20,14 +20,19 @@ SDKs' ``identity_keys``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from invoker.request_identity import RequestSigner, generate_pem
 from restate_lambda.clock import Clock
+
+if TYPE_CHECKING:  # cryptography (the "identity" extra) is imported only when a key is used
+    from invoker.request_identity import RequestSigner
+
+log = logging.getLogger("restate_lambda.identity")
 
 #: The environment variable naming the runtime's key source.
 ENV_VAR: Final = "RESTATE_LAMBDA_REQUEST_IDENTITY_KEY"
@@ -68,6 +73,8 @@ def ensure_key_file(path: Path) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    from invoker.request_identity import generate_pem
+
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -96,6 +103,8 @@ def ensure_ssm_key(
 ) -> bool:
     """Create the ``SecureString`` parameter ``name`` with a new key unless it exists; True if
     this call created it (an existing parameter is never overwritten)."""
+    from invoker.request_identity import generate_pem
+
     ssm = client or _ssm_client(region, endpoint_url)
     try:
         ssm.put_parameter(
@@ -151,6 +160,8 @@ def load_signer(
     endpoint_url: str | None = None,
 ) -> RequestSigner:
     """A signer for the key at ``source`` (KeySourceError or KeyFormatError if unusable)."""
+    from invoker.request_identity import RequestSigner
+
     return RequestSigner.from_pem(read_key(source, region=region, endpoint_url=endpoint_url), clock)
 
 
@@ -167,12 +178,24 @@ def signer_from_env(
 
 def dev_signer(
     data_dir: Path, clock: Clock | None = None, env: Mapping[str, str] | None = None
-) -> RequestSigner:
+) -> RequestSigner | None:
     """The dev server's signer: ``RESTATE_LAMBDA_REQUEST_IDENTITY_KEY`` if set, else
-    ``DATA_DIR/identity.pem``, created on first use."""
+    ``DATA_DIR/identity.pem``, created on first use.
+
+    None (requests go unsigned, with a warning) when ``cryptography`` is not installed and the
+    environment names no key; a key the environment names must load.
+    """
     from_env = signer_from_env(env, clock)
     if from_env is not None:
         return from_env
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        log.warning(
+            "requests to deployments are not signed: install restate-lambda[identity] "
+            "(cryptography) for request identity"
+        )
+        return None
     path = dev_key_path(data_dir)
     ensure_key_file(path)
     return load_signer(str(path), clock)

@@ -87,13 +87,25 @@ def test_concurrent_creation_leaves_one_key(tmp_path: Path) -> None:
 
 def test_dev_signer_makes_the_key_once_and_keeps_it(tmp_path: Path) -> None:
     first = dev_signer(tmp_path)
-    assert dev_key_path(tmp_path).is_file()
-    assert dev_signer(tmp_path).public_key == first.public_key  # a restart signs alike
+    assert first is not None and dev_key_path(tmp_path).is_file()
+    again = dev_signer(tmp_path)
+    assert again is not None and again.public_key == first.public_key  # a restart signs alike
     other = tmp_path / "shared.pem"
     other.write_bytes(generate_pem())
     from_env = dev_signer(tmp_path, env={ENV_VAR: f"file:{other}"})
+    assert from_env is not None
     assert from_env.public_key == RequestSigner.from_pem(other.read_bytes()).public_key
     assert from_env.public_key != first.public_key
+
+
+def test_dev_without_cryptography_runs_unsigned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # import cryptography -> ImportError
+    assert dev_signer(tmp_path) is None
+    assert not dev_key_path(tmp_path).exists()
 
 
 def test_key_sources(tmp_path: Path) -> None:
@@ -233,13 +245,15 @@ def test_aws_runtime_signs_with_the_configured_key(tmp_path: Path) -> None:
 
 
 def test_module_reads_nothing_at_import() -> None:
-    """Importing the key module touches no file, environment or AWS (boto3 stays unloaded)."""
+    """Importing the key modules touches no file, environment or AWS, and loads neither boto3
+    nor cryptography (the "identity" extra is needed only once a key is used)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, infra.identity_keys, infra.cli_identity; "
-        "print(','.join(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
+        "import sys, infra.identity_keys, infra.cli_identity, invoker.transport; "
+        "print(','.join(m for m in sys.modules "
+        "if m.split('.')[0] in ('boto3', 'botocore', 'cryptography')))"
     )
     env = {**os.environ, ENV_VAR: "ssm:/would/fail"}
     out = subprocess.run(
