@@ -32,6 +32,9 @@ MAX_TOKEN_CHARS: Final = 4096
 _B58: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER_FIELDS: Final = frozenset({"alg", "typ", "kid", "cty"})
+_VERIFIED_CACHE_SIZE: Final = 1024
+#: What a verified token grants: its audiences, ``exp`` and ``nbf``.
+_Checked = tuple[tuple[str, ...], int, int]
 
 
 class IdentityError(Exception):
@@ -142,6 +145,9 @@ class IdentityVerifier:
     def __init__(self, keys: list[str]) -> None:
         self._raw = [parse_key(k) for k in keys]
         self._keys: list[Any] | None = None
+        #: Tokens whose signature and shape were verified: a runtime sends the same token to a
+        #: path for a second (Ed25519 is deterministic), so most requests skip the signature.
+        self._verified: dict[str, _Checked] = {}
 
     @property
     def enabled(self) -> bool:
@@ -183,6 +189,23 @@ class IdentityVerifier:
         if len(parts) != 3:
             raise IdentityError("malformed JWT: expected three dot-separated parts")
         head_b64, claims_b64, sig_b64 = parts
+        checked = self._verified.get(token)
+        if checked is None:
+            checked = self._decode(head_b64, claims_b64, sig_b64)
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = checked
+        audiences, exp, nbf = checked
+        if normalise_path(path) not in audiences:
+            raise IdentityError("JWT audience does not match the request path")
+        now = math.floor(now_s)
+        if exp < now:
+            raise IdentityError("JWT has expired")
+        if nbf > now:
+            raise IdentityError("JWT is not valid yet")
+
+    def _decode(self, head_b64: str, claims_b64: str, sig_b64: str) -> _Checked:
+        """Audiences, ``exp`` and ``nbf`` of a well-formed token signed by one of the keys."""
         _check_header(_json_object(head_b64, "header"))
         claims = _json_object(claims_b64, "claims")
         try:
@@ -196,16 +219,10 @@ class IdentityVerifier:
             if claim not in claims:
                 raise IdentityError(f"JWT lacks the {claim!r} claim")
         aud = claims["aud"]
-        audiences = aud if isinstance(aud, list) else [aud]
+        audiences = tuple(aud) if isinstance(aud, list) else (aud,)
         if not all(isinstance(a, str) for a in audiences):
             raise IdentityError("JWT claim 'aud' is neither a string nor a list of strings")
-        if normalise_path(path) not in audiences:
-            raise IdentityError("JWT audience does not match the request path")
-        now = math.floor(now_s)
-        if _seconds(claims, "exp") < now:
-            raise IdentityError("JWT has expired")
-        if _seconds(claims, "nbf") > now:
-            raise IdentityError("JWT is not valid yet")
+        return audiences, _seconds(claims, "exp"), _seconds(claims, "nbf")
 
     def _check_signature(self, signing_input: bytes, signature: bytes) -> None:
         if self._keys is None:

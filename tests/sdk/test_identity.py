@@ -200,6 +200,25 @@ def test_time_window_edges() -> None:
     assert not accepted(hdrs, now=t + 1) and not accepted(hdrs, now=t - 1)
 
 
+def test_verified_tokens_are_cached_by_their_exact_text() -> None:
+    verifier = IdentityVerifier([PUBLIC])
+    jwt = token()
+    now = now_s()
+    verifier.verify(headers(jwt), PATH, now)
+    assert list(verifier._verified) == [jwt]
+    head, claims, sig = jwt.split(".")
+    forged = f"{head}.{claims}.{'A' if sig[0] != 'A' else 'B'}{sig[1:]}"
+    with pytest.raises(IdentityError, match="signature"):
+        verifier.verify(headers(forged), PATH, now)
+    with pytest.raises(IdentityError, match="audience"):
+        verifier.verify(headers(jwt), "/invoke/Greeter/other", now)  # cached, still checked
+    with pytest.raises(IdentityError, match="expired"):
+        verifier.verify(headers(jwt), PATH, now + 3600)
+    for i in range(1500):
+        verifier.verify(headers(token(good_claims(aud=f"/invoke/S/h{i}"))), f"/invoke/S/h{i}", now)
+    assert 0 < len(verifier._verified) <= 1024
+
+
 def test_no_keys_accepts_everything() -> None:
     IdentityVerifier([]).verify({"x-restate-jwt-v1": "junk"}, PATH, 0)
 
