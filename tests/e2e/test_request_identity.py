@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +25,10 @@ from tests.support.processes import ManagedProcess, free_ports, http_ok, wait_un
 from tests.support.runtimes import (
     REPO_ROOT,
     START_TIMEOUT,
+    RestateLambdaRuntime,
     RestateServerRuntime,
     _child_env,
+    restate_lambda_argv,
     restate_server_bin,
 )
 
@@ -33,8 +37,9 @@ PUBLIC_KEY = RequestSigner.from_pem(PEM).public_key
 MANIFEST = {"accept": "application/vnd.restate.endpointmanifest.v4+json"}
 
 
-def serve_app(workdir: Path, sdk: str) -> tuple[ManagedProcess, str]:
-    """Start ``tests.support.identity_sdk_app`` with ``sdk``, requiring ``PEM``'s key."""
+def serve_app(workdir: Path, sdk: str, keys: str = PUBLIC_KEY) -> tuple[ManagedProcess, str]:
+    """Start ``tests.support.identity_sdk_app`` with ``sdk``, requiring ``keys`` (by default
+    ``PEM``'s public key)."""
     (port,) = free_ports(1)
     process = ManagedProcess(
         "identity-sdk-app",
@@ -51,7 +56,7 @@ def serve_app(workdir: Path, sdk: str) -> tuple[ManagedProcess, str]:
             "tests.support.identity_sdk_app:app",
         ],
         workdir / f"app-{sdk}.log",
-        env=_child_env({"E2E_IDENTITY_KEYS": PUBLIC_KEY, "E2E_IDENTITY_SDK": sdk}),
+        env=_child_env({"E2E_IDENTITY_KEYS": keys, "E2E_IDENTITY_SDK": sdk}),
         cwd=REPO_ROOT,
     )
     process.start()
@@ -151,3 +156,41 @@ def test_restate_server_without_a_key_is_refused_by_our_sdk(tmp_path: Path) -> N
     finally:
         server.stop()
         app_process.stop(grace=5)
+
+
+_DEV_SIGNS = "dev_signer" in (REPO_ROOT / "infra" / "dev_server.py").read_text()
+
+
+@pytest.mark.skipif(not _DEV_SIGNS, reason="infra/dev_server.py does not wire dev_signer yet")
+def test_restate_lambda_dev_signs_with_its_data_dir_key(tmp_path: Path) -> None:
+    """`restate-lambda dev` makes DATA_DIR/identity.pem, `identity show` prints its public key,
+    and the official SDK requiring that key accepts the dev server's calls."""
+    runtime = RestateLambdaRuntime(tmp_path)
+    runtime.start()
+    app_process = None
+    try:
+        key_file = runtime.data_dir / "identity.pem"
+        assert key_file.is_file() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        shown = subprocess.run(
+            [*restate_lambda_argv(), "identity", "show", "--data-dir", str(runtime.data_dir)],
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        public_key = shown.stdout.strip()
+        assert public_key == RequestSigner.from_pem(key_file.read_bytes()).public_key
+        app_process, app_url = serve_app(tmp_path, "restate", keys=public_key)
+        runtime.register(app_url)  # discovery, then calls until Greeter/greet answers 200
+        r = httpx.post(f"{runtime.ingress_url}/Greeter/greet", json="Dev", timeout=30)
+        assert r.status_code == 200 and r.json() == "Hello, Dev!", r.text
+        # a restart keeps the key: the deployment still accepts the runtime
+        runtime.kill9_and_restart()
+        r = httpx.post(f"{runtime.ingress_url}/Greeter/greet", json="Again", timeout=30)
+        assert r.status_code == 200 and r.json() == "Hello, Again!", r.text
+    finally:
+        runtime.stop()
+        if app_process is not None:
+            app_process.stop(grace=5)
