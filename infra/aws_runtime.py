@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.api import Backend
 from infra.settings import AwsSettings
@@ -26,6 +26,9 @@ from invoker.dispatch import SqsDispatcher, schedule_upcoming
 from invoker.engine import RuntimeEngine
 from invoker.worker import work_batch
 from restate_lambda.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from invoker.request_identity import RequestSigner
 
 log = logging.getLogger("restate_lambda.aws")
 
@@ -91,7 +94,8 @@ class AwsRuntime:
                 endpoint_url=s.lambda_endpoint_url,
                 sts_endpoint_url=s.sts_endpoint_url,
                 external_id=s.assume_role_external_id,
-            )
+            ),
+            signer=self._signer(),
         )
         dispatcher = SqsDispatcher(
             s.require_queue(),
@@ -108,6 +112,18 @@ class AwsRuntime:
         )
         engine.inline_calls = s.inline_calls
         return engine
+
+    def _signer(self) -> RequestSigner | None:
+        """The request-identity signer ``RESTATE_LAMBDA_REQUEST_IDENTITY_KEY`` names (read once
+        per sandbox, on the first invocation), or None."""
+        source = self.settings.request_identity_key
+        if source is None:
+            return None
+        from infra.identity_keys import load_signer
+
+        signer = load_signer(source, self.clock, region=self.settings.region)
+        log.info("signing requests to deployments as %s", signer.public_key)
+        return signer
 
     @property
     def dispatcher(self) -> SqsDispatcher:

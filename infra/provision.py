@@ -13,8 +13,10 @@ like streams, TTL or PITR, which the engine does not depend on).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from backends.dynamodb import (
     TTL_ATTRIBUTE,
@@ -24,6 +26,10 @@ from backends.dynamodb import (
     table_mismatches,
     table_spec,
 )
+
+#: The environment variable naming the runtime's request-identity key source (the same as
+#: :data:`infra.identity_keys.ENV_VAR`, repeated to keep this module's imports light).
+IDENTITY_ENV_VAR: Final = "RESTATE_LAMBDA_REQUEST_IDENTITY_KEY"
 
 
 class ProvisionError(RuntimeError):
@@ -151,24 +157,48 @@ def provision_dynamodb(settings: DynamoDbSettings) -> list[str]:
             s3.close()
 
 
-def ensure_storage(url: str) -> list[str]:
+def ensure_storage(
+    url: str, identity_key: str | None = None, env: Mapping[str, str] | None = None
+) -> list[str]:
     """Create whatever the storage URL needs; idempotent. Returns a line per resource.
 
     ``dynamodb://`` creates the table and bucket; ``sqlite://`` creates the database file and
-    schema; ``memory://`` needs nothing.
+    schema; ``memory://`` needs nothing. The runtime's request-identity key is created too when
+    a key source is named (``identity_key``, else ``RESTATE_LAMBDA_REQUEST_IDENTITY_KEY`` in
+    ``env``, default ``os.environ``); an existing key is kept.
 
     Raises:
         ValueError: a malformed URL.
         ProvisionError: a resource exists but is unusable.
     """
     scheme, sep, rest = url.partition("://")
+    region = None
     if scheme.lower() == "dynamodb" and sep:
-        return provision_dynamodb(parse_url(rest))
-    from backends.registry import open_backend
+        settings = parse_url(rest)
+        region = settings.region
+        done = provision_dynamodb(settings)
+    else:
+        from backends.registry import open_backend
 
-    backend = open_backend(url)  # validates the URL; SQLite creates its schema on open
-    asyncio.run(backend.close())
-    return [f"{scheme}: ready"]
+        backend = open_backend(url)  # validates the URL; SQLite creates its schema on open
+        asyncio.run(backend.close())
+        done = [f"{scheme}: ready"]
+    env = os.environ if env is None else env
+    source = (identity_key or env.get(IDENTITY_ENV_VAR, "")).strip()
+    if source:
+        done.append(ensure_identity_key(source, region=region))
+    return done
+
+
+def ensure_identity_key(source: str, *, region: str | None = None) -> str:
+    """Create the request-identity key at ``source`` unless it exists; a line saying which, with
+    the public key to give the SDKs' ``identity_keys``."""
+    from infra.identity_keys import ensure_key, load_signer
+
+    created = ensure_key(source, region=region)
+    public = load_signer(source, region=region).public_key
+    where = "the PEM given" if source.startswith("-----BEGIN") else source
+    return f"request identity key {where}: {'created' if created else 'exists'}, {public}"
 
 
 #: The name the CLI and earlier notes use.

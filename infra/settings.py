@@ -25,6 +25,10 @@
 ``RESTATE_LAMBDA_MAX_URL_BYTES``            longest path and query (default 8192; 414)
 ``RESTATE_LAMBDA_MAX_KEY_BYTES``            longest object/workflow/idempotency key, UTF-8
                                             (default 1024; 400)
+``RESTATE_LAMBDA_REQUEST_IDENTITY_KEY``     the key requests to deployments are signed with
+                                            (``ssm:/NAME``, a PEM file or the PEM; see
+                                            :mod:`infra.identity_keys`); unset: unsigned
+``RESTATE_LAMBDA_SSM_ENDPOINT_URL``         SSM endpoint for local testing; unset on AWS
 ==========================================  =================================================
 
 The admin API of ``restate-lambda dev`` (:class:`AdminSettings`):
@@ -81,6 +85,7 @@ class AwsSettings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_url_bytes: int = DEFAULT_MAX_URL_BYTES
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    request_identity_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
@@ -132,6 +137,7 @@ class AwsSettings:
             ),
             max_url_bytes=number("RESTATE_LAMBDA_MAX_URL_BYTES", DEFAULT_MAX_URL_BYTES),
             max_key_bytes=number("RESTATE_LAMBDA_MAX_KEY_BYTES", DEFAULT_MAX_KEY_BYTES),
+            request_identity_key=opt("RESTATE_LAMBDA_REQUEST_IDENTITY_KEY"),
         )
 
     def ingress_limits(self) -> IngressLimits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoker.exchange import (
     Exchange,
@@ -21,7 +21,10 @@ from invoker.exchange import (
 )
 from invoker.http_client import HttpClient, HttpClientError
 
-__all__ = ["Exchange", "Reply", "Transport", "TransportError", "Transports"]
+if TYPE_CHECKING:
+    from invoker.request_identity import RequestSigner
+
+__all__ = ["Exchange", "Reply", "SigningTransport", "Transport", "TransportError", "Transports"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -137,22 +140,54 @@ class AsgiTransport:
         """Nothing to release."""
 
 
+class SigningTransport:
+    """Adds the request-identity headers (:mod:`invoker.request_identity`) to every exchange
+    before handing it to the wrapped transport."""
+
+    __slots__ = ("inner", "signer")
+
+    def __init__(self, inner: Transport, signer: RequestSigner) -> None:
+        self.inner = inner
+        self.signer = signer
+
+    async def exchange(self, address: str, request: Exchange) -> Reply:
+        """Sign ``request`` for its path and send it."""
+        return await self.inner.exchange(address, self.signer.sign(request))
+
+    async def close(self) -> None:
+        """Close the wrapped transport."""
+        await self.inner.close()
+
+
 class Transports:
-    """Picks the transport for a deployment address by its scheme."""
+    """Picks the transport for a deployment address by its scheme.
+
+    With a ``signer`` every exchange (discovery and invocations, whatever the transport) is
+    signed as restate-server signs its requests; ``signer`` may also be set after construction.
+    """
 
     def __init__(
         self,
         http: Transport | None = None,
         asgi: AsgiTransport | None = None,
         lambda_: Transport | None = None,
+        signer: RequestSigner | None = None,
     ) -> None:
         self.http: Transport = http or HttpTransport()
         self.asgi = asgi or AsgiTransport()
         #: Created on first use of an ``arn:`` address (boto3 is imported only then).
         self.lambda_: Transport | None = lambda_
+        #: Signs every request to a deployment (None: requests carry no identity).
+        self.signer: RequestSigner | None = signer
 
     def for_address(self, address: str) -> Transport:
-        """The transport that reaches ``address``."""
+        """The transport that reaches ``address`` (signing its requests if there is a signer)."""
+        transport = self._unsigned(address)
+        if self.signer is None:
+            return transport
+        return SigningTransport(transport, self.signer)
+
+    def _unsigned(self, address: str) -> Transport:
         if address.startswith("asgi://"):
             return self.asgi
         if address.startswith("arn:"):

@@ -180,7 +180,8 @@ def test_sam_build(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     worker = tmp_path / "build" / "WorkerFunction"
-    for package in ("infra", "invoker", "backends", "ingress", "restate_lambda", "mangum"):
+    packages = ("infra", "invoker", "backends", "ingress", "restate_lambda", "mangum")
+    for package in (*packages, "cryptography"):
         assert (worker / package).is_dir(), package
     assert list((worker / "msgspec").glob("_core.cpython-312-aarch64-linux-gnu.so"))
     assert (tmp_path / "build" / "GreeterFunction" / "examples" / "greeter.py").is_file()
@@ -195,8 +196,16 @@ _OUR_POLICIES = ({"Ref": "RuntimeStoragePolicy"}, {"Ref": "InvokeHandlersPolicy"
 
 
 def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a policy document, both branches of a conditional one included."""
     statements = document["Statement"]
-    return statements if isinstance(statements, list) else [statements]
+    out = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if "Fn::If" in statement:
+            _, then, otherwise = statement["Fn::If"]
+            out.extend(s for s in (then, otherwise) if s != {"Ref": "AWS::NoValue"})
+        else:
+            out.append(statement)
+    return out
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -211,8 +220,10 @@ def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
     for resource in _as_list(statement["Resource"]):
         text = json.dumps(resource)
         assert resource != "*", f"{where}: resource *"
-        assert any(name in text for name in ("Table", "BlobBucket", "WorkQueue", ":function:")), (
-            f"{where}: resource {text} is not the table, the bucket, the queue or a function"
+        ours = ("Table", "BlobBucket", "WorkQueue", ":function:", ":parameter${RequestIdentityKey")
+        assert any(name in text for name in ours), (
+            f"{where}: resource {text} is not the table, the bucket, the queue, a function or "
+            "the request-identity key"
         )
 
 
@@ -284,3 +295,52 @@ def test_roles_least_privilege() -> None:
     assert worker["Role"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]} and "Policies" not in worker
     # The greeter (a user's handler) gets no access to the runtime's storage.
     assert "Policies" not in resources["GreeterFunction"]["Properties"]
+
+
+def test_request_identity_key_is_opt_in_and_read_only_by_callers_of_deployments() -> None:
+    """The signing key (an SSM SecureString) is off by default; when named, only the functions
+    that call deployments get its name and may read that one parameter."""
+    t = template()
+    param = t["Parameters"]["RequestIdentityKeyParameter"]
+    assert param["Default"] == ""
+    assert t["Conditions"]["SignRequests"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "RequestIdentityKeyParameter"}, ""]}]
+    }
+    import re
+
+    pattern = re.compile(param["AllowedPattern"])
+    assert pattern.fullmatch("/restate-lambda/request-identity") and pattern.fullmatch("")
+    assert not pattern.fullmatch("no-leading-slash") and not pattern.fullmatch("/a/*")
+    resources = t["Resources"]
+    callers = {
+        "IngressFunction",
+        "IngressIamFunction",
+        "IngressJwtFunction",
+        "WorkerFunction",
+        "AdminFunction",
+    }
+    expected = {"Fn::If": ["SignRequests", {"Fn::Sub": "ssm:${RequestIdentityKeyParameter}"}, ""]}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        key = variables.get("RESTATE_LAMBDA_REQUEST_IDENTITY_KEY")
+        assert key == (expected if name in callers else None), name
+    assert "RESTATE_LAMBDA_REQUEST_IDENTITY_KEY" not in json.dumps(t["Globals"])
+    (conditional,) = [
+        s
+        for s in resources["InvokeHandlersPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        if "Fn::If" in s
+    ]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert (condition, otherwise) == ("SignRequests", {"Ref": "AWS::NoValue"})
+    assert statement["Action"] == "ssm:GetParameter"
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+        ":parameter${RequestIdentityKeyParameter}"
+    }
+    # every function that reads the key carries the policy that allows it
+    worker_role = resources["WorkerRole"]["Properties"]["ManagedPolicyArns"]
+    assert {"Ref": "InvokeHandlersPolicy"} in worker_role
+    for name in callers - {"WorkerFunction"}:
+        assert {"Ref": "InvokeHandlersPolicy"} in resources[name]["Properties"]["Policies"]
