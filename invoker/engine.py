@@ -364,6 +364,25 @@ class Engine(Admin):
             return None
         return Target(service=found.inv.service, handler=found.inv.handler, key=found.inv.key)
 
+    def introspection(self) -> IntrospectionSource:
+        """Read-only store and registry access for SQL introspection (``POST /query``)."""
+        from invoker.introspection.source import IntrospectionSource
+
+        return IntrospectionSource(self.backend, self.registry)
+
+    async def modify_state(
+        self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None
+    ) -> None:
+        """Replace one object's or workflow's K/V state (see :mod:`invoker.state_edit`)."""
+        from invoker.state_edit import modify_state
+
+        await modify_state(self.store, self.registry, service, key, new_state, version)
+
 
 #: The engine with the admin operations (one class now; the name is kept for callers).
 RuntimeEngine = Engine
+
+from typing import TYPE_CHECKING  # noqa: E402  (for Engine.introspection's annotation)
+
+if TYPE_CHECKING:
+    from invoker.introspection.source import IntrospectionSource
