@@ -56,12 +56,6 @@ async def test_cli_invocations_list(
     runtime: Runtime, ingress: httpx.AsyncClient, tag: str, tmp_path: Path
 ) -> None:
     """``invocations list --all`` shows a finished invocation."""
-    if runtime.name == "restate-lambda":
-        pytest.xfail(
-            "the CLI's invocation queries need SQL answered in Arrow IPC; "
-            "restate-lambda answers only the `kv get` query (use "
-            "`restate-lambda invocations list`)"
-        )
     r = await call(ingress, "/Greeter/greet", tag)
     assert r.status_code == 200, r.text
     invocations = _cli(runtime, tmp_path, "invocations", "list", "--all")
