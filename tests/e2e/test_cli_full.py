@@ -286,3 +286,33 @@ def test_whoami(cli_runtime: Runtime, tmp_path: Path) -> None:
     """``whoami`` finds the admin API healthy."""
     out = restate(cli_runtime, tmp_path, "whoami")
     assert "is healthy" in out, out
+
+
+#: ``information_schema.columns`` of restate-server 1.7.12 for the tables restate-lambda serves
+#: (``[name, data_type, is_nullable]`` in order), read from a running server.
+PINNED_COLUMNS = Path(__file__).with_name("restate_sys_columns.json")
+
+
+def test_system_table_columns(cli_runtime: Runtime) -> None:
+    """Both runtimes list the same columns, types and order for every table restate-lambda
+    serves (the pinned file is restate-server 1.7.12's answer)."""
+    pinned = json.loads(PINNED_COLUMNS.read_text())
+    names = ", ".join(f"'{t}'" for t in pinned)
+    query = (
+        "select table_name, column_name, data_type, is_nullable from information_schema.columns "
+        f"where table_schema = 'public' and table_name in ({names}) "
+        "order by table_name, ordinal_position"
+    )
+    r = httpx.post(
+        f"{cli_runtime.admin_url}/query",
+        json={"query": query},
+        headers={"accept": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    found: dict[str, list[list[str]]] = {}
+    for row in r.json()["rows"]:
+        found.setdefault(row["table_name"], []).append(
+            [row["column_name"], row["data_type"], row["is_nullable"]]
+        )
+    assert found == pinned
