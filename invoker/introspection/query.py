@@ -269,7 +269,8 @@ async def run_query(
         if by_table:
             await tables.load_registry()
         for table, scan_list in by_table.items():
-            _register(ctx, table, await tables.rows(table, scan_list))
+            data = await tables.rows(table, scan_list)
+            await asyncio.to_thread(_register, ctx, table, data)
     except ScanLimitError as exc:
         raise QueryError(400, str(exc)) from exc
     try:

@@ -255,6 +255,31 @@ async def test_filters_are_pushed_down(env: TestEnvironment) -> None:
     assert reads(env) == []
 
 
+async def test_pushdown_keeps_answers_exact(env: TestEnvironment) -> None:
+    """Restrictions only narrow what is read, never the answer: ``OR`` with an unrestricted
+    side, a join, a filter above a ``LIMIT``, mismatched literal types."""
+    a = (await post(env, "/Greeter/greet", "a")).headers["x-restate-id"]
+    b = (await post(env, "/Greeter/greet", "b")).headers["x-restate-id"]
+    await post(env, "/Counter/k/add", 1)
+    either = await rows(
+        env, f"select id from sys_invocation where id = '{a}' or target_handler_name = 'add'"
+    )
+    assert len(either) == 2 and {"id": a} in either
+    both = await rows(
+        env,
+        f"select x.id from sys_invocation x join sys_invocation y on x.id = y.id "
+        f"where x.id = '{a}' or y.id = '{b}' order by x.id",
+    )
+    assert sorted(r["id"] for r in both) == sorted([a, b])
+    limited = await rows(
+        env,
+        f"select count(*) as n from (select * from sys_invocation limit 100) where id = '{b}'",
+    )
+    assert limited == [{"n": 1}]
+    assert await rows(env, "select id from sys_invocation where journal_size = '2'") != []
+    assert await rows(env, f"select id from sys_invocation where id = '{a}' and id = '{b}'") == []
+
+
 async def test_scan_budget_and_result_limit(
     env: TestEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
