@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from infra.cli_identity import identity_app
+
 app = typer.Typer(no_args_is_help=True, help="restate-lambda: durable execution, serverless.")
 deployments_app = typer.Typer(no_args_is_help=True, help="Register and list deployments.")
 invocations_app = typer.Typer(no_args_is_help=True, help="Inspect and manage invocations.")
@@ -21,6 +23,7 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(invocations_app, name="invocations")
 app.add_typer(kv_app, name="kv")
 app.add_typer(storage_app, name="storage")
+app.add_typer(identity_app, name="identity")
 
 AdminUrl = Annotated[
     str,
@@ -97,6 +100,7 @@ def _admin(method: str, url: str, body: Any = None) -> Any:
 
     token = os.environ.get("RESTATE_LAMBDA_ADMIN_TOKEN") or os.environ.get("RESTATE_AUTH_TOKEN")
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers["accept"] = "application/json"  # /query answers Arrow otherwise, as Restate's does
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=60)
     except httpx.HTTPError as exc:

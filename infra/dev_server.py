@@ -17,6 +17,7 @@ from typing import Any
 
 from backends.api import Backend
 from backends.registry import open_backend
+from infra.identity_keys import dev_signer
 from infra.settings import AdminSettings, ingress_limits_from_env
 from ingress.admin_app import create_admin_app
 from ingress.admin_security import AdminSecurity
@@ -108,7 +109,11 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
         storage or f"sqlite:///{(options.data_dir / 'restate-lambda.db').resolve()}",
         data_dir=options.data_dir,
     )
-    engine = RuntimeEngine(backend, SystemClock(), Transports(), EngineConfig.from_env())
+    clock = SystemClock()
+    signer = dev_signer(options.data_dir, clock)
+    engine = RuntimeEngine(backend, clock, Transports(signer=signer), EngineConfig.from_env())
+    if signer is not None:
+        log.info("signing requests to deployments as %s", signer.public_key)
     try:
         check = getattr(backend, "check", None)
         if check is not None:

@@ -24,7 +24,7 @@ from ingress.admin_models import (
     registration_json,
     service_json,
 )
-from ingress.admin_query import UnsupportedQueryError, run_query
+from ingress.admin_query import QueryHttpError, answer_query, query_error
 from ingress.admin_security import AdminGuard, AdminSecurity
 from ingress.errors import IngressHttpError
 from ingress.ids import IdError, check_invocation_id
@@ -311,15 +311,41 @@ class _AdminEndpoints:
         )
 
     async def query(self, request: Request) -> Response:
-        """``POST /query``: JSON rows for the CLI's ``kv get`` query; 400 for anything else."""
+        """``POST /query`` ``{"query": SQL}``: an Arrow IPC stream, or JSON rows for
+        ``accept: application/json`` (see :mod:`ingress.admin_query`); 400 for bad SQL."""
         body = await _json_body(request)
         query = body.get("query")
         if not isinstance(query, str):
             raise AdminHttpError(422, "Failed to deserialize the JSON body: missing `query`")
         try:
-            return JSONResponse(await run_query(self.engine, query))
-        except UnsupportedQueryError as exc:
-            raise AdminHttpError(400, str(exc)) from exc
+            return await answer_query(self.engine, query, request.headers.get("accept"))
+        except QueryHttpError as exc:
+            return query_error(exc.status, exc.message)
+
+    async def modify_state(self, request: Request) -> Response:
+        """``POST /services/{service}/state`` ``{object_key, new_state: {k: [bytes]}, version?}``:
+        202 once the state is replaced; 409 if the key is busy or ``version`` is stale."""
+        body = await _json_body(request)
+        key, version, raw_state = body.get("object_key"), body.get("version"), body.get("new_state")
+        if not isinstance(key, str) or not isinstance(raw_state, dict):
+            raise AdminHttpError(
+                422, "Failed to deserialize the JSON body: expected `object_key` and `new_state`"
+            )
+        if version is not None and not isinstance(version, str):
+            raise AdminHttpError(422, "Failed to deserialize the JSON body: `version` is a string")
+        if body.get("scope") is not None:
+            raise AdminHttpError(400, "scoped state is not supported")
+        new_state: dict[str, bytes] = {}
+        for name, value in raw_state.items():
+            if not isinstance(value, list) or not all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value
+            ):
+                raise AdminHttpError(
+                    422, f"Failed to deserialize the JSON body: new_state.{name} is not bytes"
+                )
+            new_state[name] = bytes(value)
+        await self.engine.modify_state(request.path_params["service"], key, new_state, version)
+        return Response(status_code=202)
 
     def routes(self) -> list[BaseRoute]:
         """The unprefixed routes."""
@@ -333,6 +359,7 @@ class _AdminEndpoints:
             ("/deployments/{deployment}", self.delete_deployment, ["DELETE"]),
             ("/services", self.list_services, ["GET"]),
             ("/services/{service}", self.get_service, ["GET"]),
+            ("/services/{service}/state", self.modify_state, ["POST"]),
             ("/services/{service}/handlers", self.list_handlers, ["GET"]),
             ("/services/{service}/handlers/{handler}", self.get_handler, ["GET"]),
             ("/invocations", self.list_invocations, ["GET"]),

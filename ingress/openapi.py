@@ -89,6 +89,21 @@ _QUERY_BODY: JsonDict = {
     "required": ["query"],
     "properties": {"query": {"type": "string"}},
 }
+_STATE_BODY: JsonDict = {
+    "type": "object",
+    "required": ["object_key", "new_state"],
+    "properties": {
+        "object_key": {"type": "string"},
+        "version": {"type": ["string", "null"], "description": "hash of the expected state"},
+        "new_state": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0, "maximum": 255},
+            },
+        },
+    },
+}
 
 
 def _param(name: str, schema: JsonDict, where: str = "path", required: bool = True) -> JsonDict:
@@ -113,6 +128,7 @@ _REASONS = {
     415: "body is not application/json",
     431: "headers too large",
     470: "the invocation has not completed yet",
+    501: "the SQL engine (the `sql` extra) is not installed",
 }
 
 
@@ -276,6 +292,16 @@ def _admin_paths() -> dict[str, JsonDict]:
         },
         "/services": {"get": _op("admin", "list services", errors=())},
         "/services/{service}": {"parameters": [svc], "get": _op("admin", "one service")},
+        "/services/{service}/state": {
+            "parameters": [svc],
+            "post": _op(
+                "admin",
+                "replace a virtual object's or workflow's state (key not busy)",
+                body=_STATE_BODY,
+                ok={"202": "replaced"},
+                errors=(400, 404, 409, 413, 422),
+            ),
+        },
         "/services/{service}/handlers": {
             "parameters": [svc],
             "get": _op("admin", "a service's handlers"),
@@ -325,9 +351,10 @@ def _admin_paths() -> dict[str, JsonDict]:
         "/query": {
             "post": _op(
                 "admin",
-                "SQL; only the restate CLI's `kv get` query is answered",
+                "SQL over the system tables (sys_invocation, sys_journal, state, ...): "
+                "an Arrow IPC stream, or `{rows}` JSON with `accept: application/json`",
                 body=_QUERY_BODY,
-                errors=(400, 413, 422),
+                errors=(400, 413, 422, 501),
             )
         },
     }

@@ -8,7 +8,10 @@ message that Restate's ingress/admin API would answer with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from invoker.introspection.source import IntrospectionSource
 
 
 class EngineError(Exception):
@@ -275,4 +278,16 @@ class EngineApi(Protocol):
 
     async def get_state(self, service: str, key: str) -> dict[str, bytes]:
         """The K/V state of one object or workflow instance."""
+        ...
+
+    def introspection(self) -> IntrospectionSource:
+        """Read-only access to the store and the registry for SQL over the system tables
+        (``POST /query``, :mod:`invoker.introspection`). Cheap: no I/O until a query reads."""
+        ...
+
+    async def modify_state(
+        self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None
+    ) -> None:
+        """Replace the K/V state of one virtual object or workflow instance
+        (``POST /services/{service}/state``; see :mod:`invoker.state_edit`)."""
         ...

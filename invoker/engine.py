@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -67,6 +67,9 @@ from invoker.sweeper import Sweeper
 from invoker.tasks import Background
 from invoker.transport import Transports
 from restate_lambda.clock import Clock
+
+if TYPE_CHECKING:
+    from invoker.introspection.source import IntrospectionSource
 
 log = logging.getLogger("restate_lambda.engine")
 
@@ -367,6 +370,20 @@ class Engine(Admin):
         if found is None:
             return None
         return Target(service=found.inv.service, handler=found.inv.handler, key=found.inv.key)
+
+    def introspection(self) -> IntrospectionSource:
+        """Read-only store and registry access for SQL introspection (``POST /query``)."""
+        from invoker.introspection.source import IntrospectionSource
+
+        return IntrospectionSource(self.backend, self.registry)
+
+    async def modify_state(
+        self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None
+    ) -> None:
+        """Replace one object's or workflow's K/V state (see :mod:`invoker.state_edit`)."""
+        from invoker.state_edit import modify_state
+
+        await modify_state(self.store, self.registry, service, key, new_state, version)
 
 
 #: The engine with the admin operations (one class now; the name is kept for callers).

@@ -56,12 +56,6 @@ async def test_cli_invocations_list(
     runtime: Runtime, ingress: httpx.AsyncClient, tag: str, tmp_path: Path
 ) -> None:
     """``invocations list --all`` shows a finished invocation."""
-    if runtime.name == "restate-lambda":
-        pytest.xfail(
-            "the CLI's invocation queries need SQL answered in Arrow IPC; "
-            "restate-lambda answers only the `kv get` query (use "
-            "`restate-lambda invocations list`)"
-        )
     r = await call(ingress, "/Greeter/greet", tag)
     assert r.status_code == 200, r.text
     invocations = _cli(runtime, tmp_path, "invocations", "list", "--all")
@@ -78,14 +72,17 @@ async def test_restate_lambda_cli(runtime: Runtime, ingress: httpx.AsyncClient, 
     assert r.status_code == 200, r.text
     inv = r.headers["x-restate-id"]
 
-    def cli(*args: str) -> str:
-        done = subprocess.run(
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "infra.cli", *args, "--admin-url", runtime.admin_url],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
+
+    def cli(*args: str) -> str:
+        done = run(*args)
         assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -94,4 +91,6 @@ async def test_restate_lambda_cli(runtime: Runtime, ingress: httpx.AsyncClient, 
     assert inv in listed and "completed" in listed, listed
     described = cli("invocations", "describe", inv)
     assert '"status": "completed"' in described and "OUTPUT_COMMAND" in described, described
-    assert "count = 7" in cli("kv", "get", "Counter", tag)
+    kv = run("kv", "get", "Counter", tag)
+    assert kv.returncode == 0, kv.stderr
+    assert "count = 7" in kv.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from backends.api import Item
+from invoker import keys
 from invoker.api import (
     BadRequestError,
     ConflictingRequestError,
@@ -17,6 +19,9 @@ from invoker.api import (
     ServiceType,
     Target,
 )
+from invoker.introspection.source import IntrospectionSource
+from invoker.records import StateRecord, encode
+from invoker.registry_model import DeploymentInfo, ServiceInfo
 
 # Well-formed Restate ids (inv_1 + 33 base62 characters).
 INV_A = "inv_1gdJBtdVEcM942bjcDmb1c1khoaJe11Hbz"
@@ -341,3 +346,52 @@ class FakeEngine:
     async def get_state(self, service: str, key: str) -> dict[str, bytes]:
         """The fake K/V state."""
         return dict(self.state.get((service, key), {}))
+
+    def introspection(self) -> IntrospectionSource:
+        """SQL over the fake state (``state`` table); the other system tables are empty."""
+        return IntrospectionSource(_StateStore(self.state), _EmptyRegistry())  # type: ignore[arg-type]
+
+    async def modify_state(
+        self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None
+    ) -> None:
+        """Replace the fake K/V state (404 for an unknown service)."""
+        if service not in self.services:
+            raise NotFoundError(f"service '{service}' not found")
+        self.state[(service, key)] = dict(new_state)
+
+
+class _EmptyRegistry:
+    """A registry with nothing registered (for :meth:`FakeEngine.introspection`)."""
+
+    async def refresh_if_stale(self, max_age_ms: int = 2000) -> None:
+        """Nothing to reload."""
+
+    def services(self) -> list[ServiceInfo]:
+        """No services."""
+        return []
+
+    def deployments(self) -> list[DeploymentInfo]:
+        """No deployments."""
+        return []
+
+
+class _StateStore:
+    """The reads :class:`IntrospectionSource` makes, over :attr:`FakeEngine.state`."""
+
+    def __init__(self, state: dict[tuple[str, str], dict[str, bytes]]) -> None:
+        self._items = {
+            keys.obj(svc, key): Item(keys.obj(svc, key), keys.STATE, encode(StateRecord(e)), 1)
+            for (svc, key), e in state.items()
+        }
+
+    async def get(self, pk: str, sk: str) -> Item | None:
+        item = self._items.get(pk)
+        return item if item is not None and item.sk == sk else None
+
+    async def query(self, pk: str, prefix: str = "", **_: Any) -> list[Item]:
+        item = self._items.get(pk)
+        return [item] if item is not None and item.sk.startswith(prefix) else []
+
+    async def scan(self, pk_prefix: str, sk: str, *, limit: int | None = None) -> list[Item]:
+        found = [i for pk, i in sorted(self._items.items()) if pk.startswith(pk_prefix)]
+        return [i for i in found if i.sk == sk][:limit]

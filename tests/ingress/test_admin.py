@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ingress import admin_query
 from tests.ingress.fakes import DEPLOYMENT_ID, INV_A, INV_RUNNING, INV_UNKNOWN, FakeEngine
 
 PREFIXES = ["", "/v2", "/v3", "/v4"]
@@ -150,7 +151,11 @@ async def test_legacy_delete_invocation(admin: httpx.AsyncClient, engine: FakeEn
     assert_admin_error(await admin.delete(f"/invocations/{INV_A}?mode=zap"), 400)
 
 
-async def test_query_state(admin: httpx.AsyncClient, engine: FakeEngine) -> None:
+async def test_query_state_without_sql_extra(
+    admin: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without datafusion, the CLI's ``kv get`` query is still answered (JSON, hex values)."""
+    monkeypatch.setattr(admin_query, "sql_available", lambda: False)
     engine.state[("Counter", "it's")] = {"b": b"\x00\xff", "a": b"1"}
     query = "select key, value from state where service_name = 'Counter' and service_key = 'k1' ;"
     r = await admin.post("/v4/query", json={"query": query}, headers={"accept": "application/json"})
@@ -158,12 +163,27 @@ async def test_query_state(admin: httpx.AsyncClient, engine: FakeEngine) -> None
     query = "SELECT key, value FROM state WHERE service_name = 'Counter' AND service_key = 'it''s'"
     r = await admin.post("/query", json={"query": query})
     assert r.json() == {"rows": [{"key": "a", "value": "31"}, {"key": "b", "value": "00ff"}]}
-
-
-async def test_query_unsupported(admin: httpx.AsyncClient) -> None:
     r = await admin.post("/query", json={"query": "SELECT COUNT(1) FROM sys_invocation"})
-    assert "unsupported query" in assert_admin_error(r, 400)
+    assert r.status_code == 501
+    assert "'sql' extra" in r.json()["message"] and r.json()["code"] == 501
+
+
+async def test_query_body_errors(admin: httpx.AsyncClient) -> None:
     assert_admin_error(await admin.post("/query", json={"q": 1}), 422)
+    assert_admin_error(await admin.post("/query", json={"query": 7}), 422)
+
+
+async def test_modify_state(admin: httpx.AsyncClient, engine: FakeEngine) -> None:
+    """``POST /services/{svc}/state`` (``restate kv clear``/``edit``): 202, bytes as int arrays."""
+    body = {"object_key": "k9", "new_state": {"a": [49, 50]}, "version": None}
+    r = await admin.post("/v4/services/Counter/state", json=body)
+    assert r.status_code == 202, r.text
+    assert engine.state[("Counter", "k9")] == {"a": b"12"}
+    bad = {"object_key": "k9", "new_state": {"a": [300]}}
+    assert_admin_error(await admin.post("/services/Counter/state", json=bad), 422)
+    assert_admin_error(await admin.post("/services/Counter/state", json={"new_state": {}}), 422)
+    missing = {"object_key": "k", "new_state": {}}
+    assert_admin_error(await admin.post("/services/Nope/state", json=missing), 404)
 
 
 async def test_unexpected_error_is_generic_500(
