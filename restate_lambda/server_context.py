@@ -100,9 +100,9 @@ class ServiceInvocationContext(Context):
 
     def time(self) -> RestateDurableFuture[float]:
         """The current time in seconds, journaled (a ``ctx.run`` named ``timestamp``)."""
-        from restate_lambda.clock import SystemClock
+        from restate_lambda.clock import handler_clock
 
-        clock = SystemClock()
+        clock = handler_clock()
         return self.run_typed(
             "timestamp", lambda: clock.now_ms() / 1000, RunOptions(type_hint=float)
         )
@@ -152,9 +152,9 @@ class ServiceInvocationContext(Context):
 
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer of ``delta``."""
-        from restate_lambda.clock import SystemClock
+        from restate_lambda.clock import handler_clock
 
-        wake = SystemClock().now_ms() + int(delta.total_seconds() * 1000)
+        wake = handler_clock().now_ms() + int(delta.total_seconds() * 1000)
         return RestateDurableSleepFuture(self._driver, self._m.sleep(wake, name or ""), None)
 
     # -- calls ----------------------------------------------------------------------------
@@ -199,9 +199,9 @@ class ServiceInvocationContext(Context):
         if send or delay:
             invoke_time = 0
             if delay:
-                from restate_lambda.clock import SystemClock
+                from restate_lambda.clock import handler_clock
 
-                invoke_time = SystemClock().now_ms() + int(delay.total_seconds() * 1000)
+                invoke_time = handler_clock().now_ms() + int(delay.total_seconds() * 1000)
             h = self._m.send(service, handler, param, key or "", invoke_time, idempotency_key, hdrs)
             return SendHandle(self._driver, h)
         id_h, res_h = self._m.call(service, handler, param, key or "", idempotency_key, hdrs)
