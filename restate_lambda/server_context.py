@@ -53,7 +53,12 @@ if TYPE_CHECKING:
             ...
 
         def register_run(
-            self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
+            self,
+            handle: int,
+            action: Any,
+            serde: Serde[Any],
+            options: RunOptions[Any],
+            name: str = "",
         ) -> None:
             """Remember the closure of run ``handle`` until the machine asks to execute it."""
             ...
@@ -128,7 +133,7 @@ class ServiceInvocationContext(Context):
         handle, replayed = self._m.run(name)
         if not replayed:
             fn = functools.partial(action, *args, **kwargs) if args or kwargs else action
-            self._attempt.register_run(handle, fn, serde, options)
+            self._attempt.register_run(handle, fn, serde, options, name)
         return RestateDurableFuture(self._driver, handle, serde)
 
     def run(

@@ -21,6 +21,7 @@ from backends.api import Backend
 from backends.memory import MemoryBackend
 from backends.sqlite import SqliteBackend
 from infra.app_check import app_problems
+from infra.failure_watch import FailureWatch, reason_of
 from ingress.admin_app import create_admin_app
 from ingress.ingress_app import create_ingress_app
 from invoker import keys
@@ -131,6 +132,7 @@ class Harness:
         self.clock = ManualClock(default_start_ms() if start_ms is None else start_ms)
         self._apps: dict[str, Any] = {}
         self._follow = contextlib.ExitStack()
+        self._watch = FailureWatch(lambda: self.engine)
         self.engine = self._new_engine()
         self._ingress: httpx.AsyncClient | None = None
         self._admin: httpx.AsyncClient | None = None
@@ -178,6 +180,8 @@ class Harness:
     async def start(self) -> Harness:
         """Start the engine; from now on handlers in this process read the manual clock."""
         self._follow.enter_context(handlers_follow(self.clock))
+        self._watch.attach()
+        self._follow.callback(self._watch.detach)
         await self.engine.start()
         return self
 
@@ -242,10 +246,10 @@ class Harness:
             if self._before_round is not None:
                 await self._before_round()
             await self.engine.tick()
-            tasks = self.engine.pending()
+            tasks = [*self.engine.pending(), *self._watch.pending()]
             if not tasks:
                 await asyncio.sleep(0)
-                if not self.engine.pending():
+                if not self.engine.pending() and not self._watch.pending():
                     return
                 continue
             await asyncio.wait(tasks, timeout=5)
@@ -368,6 +372,9 @@ class Harness:
         now = self.clock.now_ms()
         target = f"{inv.service}/{inv.handler}"
         failure = ""
+        reason = reason_of(inv)
+        if reason is not None:
+            return status, f"{reason} (retrying cannot fix this: {target} is {status})"
         if inv.last_failure is not None:
             related = inv.last_failure_related_command
             where = f" at {related}" if related else ""
