@@ -37,6 +37,12 @@ def never_succeeds(
     if "serde.serialize(action_result)" in trace:
         step = (related_command or "?").split(" (index")[0]
         return f"{target}: the result of ctx.run({step!r}) cannot be serialized: {message}"
+    if "no in-process app named" in message:
+        return (
+            f"{target}: its deployment is not served by this dev server ({message}): serve "
+            "that module again, or remove the stale deployment (restate-lambda deployments "
+            "list / remove)"
+        )
     if "can't be used in 'await' expression" in message and "handler.fn(" in trace:
         return f"{target} is a plain `def`: Restate handlers must be `async def` ({message})"
     return None
