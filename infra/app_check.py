@@ -30,6 +30,19 @@ def _services_of_app(app: Any) -> list[Any]:
     return []
 
 
+def def_line(code: Any) -> int:
+    """The line of the ``def`` of ``code`` (past its decorators, where ``co_firstlineno``
+    points)."""
+    import linecache
+
+    line = int(code.co_firstlineno)
+    for offset in range(50):
+        text = linecache.getline(code.co_filename, line + offset).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return line + offset
+    return line
+
+
 def handler_problems(services: Iterable[Any]) -> list[str]:
     """One line per handler of ``services`` that can never run, ``file:line: what``."""
     problems = []
@@ -45,7 +58,7 @@ def handler_problems(services: Iterable[Any]) -> list[str]:
             if inspect.iscoroutinefunction(fn):
                 continue
             code = getattr(fn, "__code__", None)
-            where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+            where = f"{code.co_filename}:{def_line(code)}: " if code is not None else ""
             problems.append(
                 f"{where}handler {svc.name}.{handler.name} is a plain `def`: Restate handlers "
                 "must be `async def`"

@@ -100,9 +100,11 @@ def _user_frame(exc: BaseException, path: Path) -> tuple[str, int] | None:
 
 
 def _shorten(filename: str) -> str:
+    """``filename`` relative to the working directory when it is under it."""
+    path = Path(filename).resolve()
     try:
-        return os.path.relpath(filename)
-    except ValueError:  # pragma: no cover - another drive on Windows
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
         return filename
 
 

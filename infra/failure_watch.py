@@ -109,7 +109,12 @@ class FailureWatch(logging.Handler):
         """Pause ``inv_id`` if its last failure can never succeed; returns the reason."""
         engine = self._engine()
         try:
-            found = await engine.store.invocation(inv_id)
+            # the engine logs the failure just before committing it: wait for the commit
+            for attempt in range(100):
+                found = await engine.store.invocation(inv_id)
+                if found is None or found.inv.status.value != "running":
+                    break
+                await asyncio.sleep(0 if attempt < 5 else 0.01)
             if found is None or found.inv.status.value != "backing-off":
                 return None
             reason = reason_of(found.inv)

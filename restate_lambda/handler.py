@@ -90,9 +90,8 @@ def make_handler(
     """Inspect ``fn`` and build its :class:`Handler` (attached to ``fn`` for typed calls)."""
     params, hints = signature_of(fn)
     if not _is_async(fn):
-        code = fn.__code__
         raise TypeError(
-            f"{code.co_filename}:{code.co_firstlineno}: handler {tag.name}.{name or fn.__name__}"
+            f"{_def_site(fn)}: handler {tag.name}.{name or fn.__name__}"
             " is a plain `def`: Restate handlers must be `async def`"
         )
     if not params:
@@ -139,6 +138,19 @@ def handler_from_callable(fn: Any) -> Handler:
 #: ``co_flags`` bit of an ``async def`` function (``inspect.CO_COROUTINE``; inspect is slow to
 #: import at cold start).
 _CO_COROUTINE = 0x80
+
+def _def_site(fn: Any) -> str:
+    """``file:line`` of the ``def`` of ``fn`` (past its decorators)."""
+    import linecache
+
+    code = fn.__code__
+    line = code.co_firstlineno
+    for offset in range(50):
+        text = linecache.getline(code.co_filename, line + offset).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return f"{code.co_filename}:{line + offset}"
+    return f"{code.co_filename}:{line}"
+
 
 def _is_async(fn: Any) -> bool:
     """``async def``, directly or under ``functools.wraps`` decorators."""
