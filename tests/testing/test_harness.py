@@ -150,3 +150,20 @@ def test_infra_testing_is_not_collected(tmp_path) -> None:  # type: ignore[no-un
     )
     assert "1 passed" in out.stdout, out.stdout + out.stderr
     assert "warning" not in out.stdout.lower(), out.stdout
+
+
+async def test_handlers_get_wall_time_back_after_close() -> None:
+    """Closing the harness restores both SDKs' clocks (no patch leaks into other tests)."""
+    import restate.server_context
+    import restate.vm
+
+    from restate_lambda.clock import SystemClock, handler_clock
+
+    original_sleep = restate.vm.VMWrapper.sys_sleep
+    original_time = vars(restate.server_context)["time"]
+    async with Harness() as h:
+        assert handler_clock() is h.clock
+        assert restate.vm.VMWrapper.sys_sleep is not original_sleep
+    assert isinstance(handler_clock(), SystemClock)
+    assert restate.vm.VMWrapper.sys_sleep is original_sleep
+    assert vars(restate.server_context)["time"] is original_time
