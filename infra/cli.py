@@ -1,34 +1,65 @@
-"""The ``restate-lambda`` command line (Typer)."""
+"""The ``restate-lambda`` command line (Typer + Rich).
+
+Errors are one line on stderr (``error: ...``) with an exit code: 1 the operation failed, 2 bad
+usage or configuration, 3 not found (see :mod:`infra.cli_output`). Shell completion:
+``restate-lambda --install-completion``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from infra.cli_admin import deployments_app, invocations_app, kv_app, services_app
 from infra.cli_identity import identity_app
+from infra.cli_output import EXIT_FAILED, EXIT_USAGE, fail, progress, say
 
-app = typer.Typer(no_args_is_help=True, help="restate-lambda: durable execution, serverless.")
-deployments_app = typer.Typer(no_args_is_help=True, help="Register and list deployments.")
-invocations_app = typer.Typer(no_args_is_help=True, help="Inspect and manage invocations.")
-kv_app = typer.Typer(no_args_is_help=True, help="Read the K/V state of objects and workflows.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="restate-lambda: durable execution, serverless.",
+    pretty_exceptions_enable=False,
+)
 storage_app = typer.Typer(no_args_is_help=True, help="Create and check storage.")
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(services_app, name="services")
 app.add_typer(invocations_app, name="invocations")
 app.add_typer(kv_app, name="kv")
 app.add_typer(storage_app, name="storage")
 app.add_typer(identity_app, name="identity")
 
-AdminUrl = Annotated[
-    str,
-    typer.Option(envvar="RESTATE_ADMIN_URL", help="Admin API of a running runtime."),
-]
+
+def version_text() -> str:
+    """``restate-lambda X.Y.Z`` from the installed distribution (or the source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"restate-lambda {version('restate-lambda')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "restate-lambda (not installed)"
+
+
+def _version(value: bool) -> None:
+    if value:
+        say(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """restate-lambda: durable execution, serverless."""
 
 
 @app.command()
@@ -37,9 +68,15 @@ def dev(
         list[str] | None,
         typer.Argument(
             help="Python files whose ASGI app (restate or restate_lambda) to serve "
-            "in process, e.g. examples/greeter.py"
+            "in process, e.g. examples/greeter.py (or FILE:ATTRIBUTE)"
         ),
     ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on (0.0.0.0 in a container; then --admin-token is required)."
+        ),
+    ] = "127.0.0.1",
     ingress_port: Annotated[int, typer.Option(help="Ingress port.")] = 8080,
     admin_port: Annotated[int, typer.Option(help="Admin API port.")] = 9070,
     data_dir: Annotated[Path, typer.Option(help="Where the runtime keeps its data.")] = Path(
@@ -52,6 +89,13 @@ def dev(
             help="Storage URL (default sqlite:///DATA_DIR/restate-lambda.db).",
         ),
     ] = None,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart when a served module's directory changes.")
+    ] = False,
+    shutdown_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds requests in flight get after Ctrl-C (a second one forces)."),
+    ] = 5.0,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
     admin_token: Annotated[
         str | None,
@@ -62,20 +106,37 @@ def dev(
         ),
     ] = None,
 ) -> None:
-    """Run ingress, admin API, engine and timers in one process on 127.0.0.1."""
-    from backends.api import BackendError
-    from infra.dev_server import DataDirLockedError, DevOptions, serve
+    """Run ingress, admin API, engine and timers in one process."""
+    if reload:
+        from infra.reloader import supervise
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        argv = [a for a in sys.argv[1:] if a != "--reload"]
+        raise typer.Exit(
+            supervise([sys.executable, "-m", "infra.cli", *argv], apps or [], shutdown_timeout)
+        )
+    from backends.api import BackendError
+    from infra.dev_server import (
+        AppLoadError,
+        DataDirLockedError,
+        DevOptions,
+        PortInUseError,
+        serve,
     )
+
+    try:
+        level = logging.getLevelNamesMapping()[log_level.upper()]
+    except KeyError:
+        fail(f"unknown --log-level {log_level!r}: use DEBUG, INFO, WARNING or ERROR", EXIT_USAGE)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = DevOptions(
         ingress_port=ingress_port,
         admin_port=admin_port,
         data_dir=data_dir,
         storage=storage,
+        host=host,
         apps=tuple(apps or ()),
         admin_token=admin_token,
+        shutdown_timeout=shutdown_timeout,
     )
     try:
         try:
@@ -84,107 +145,10 @@ def dev(
             asyncio.run(serve(options))
         else:
             uvloop.run(serve(options))
-    except DataDirLockedError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    except (ValueError, FileNotFoundError, ImportError, AttributeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except (AppLoadError, PortInUseError, DataDirLockedError, ValueError, OSError) as exc:
+        fail(str(exc), EXIT_USAGE)
     except BackendError as exc:
-        typer.echo(f"error: storage unavailable: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def _admin(method: str, url: str, body: Any = None) -> Any:
-    import httpx
-
-    token = os.environ.get("RESTATE_LAMBDA_ADMIN_TOKEN") or os.environ.get("RESTATE_AUTH_TOKEN")
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    headers["accept"] = "application/json"  # /query answers Arrow otherwise, as Restate's does
-    try:
-        response = httpx.request(method, url, json=body, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: cannot reach the admin API at {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if response.status_code >= 400:
-        typer.echo(f"error: HTTP {response.status_code}: {response.text}", err=True)
-        raise typer.Exit(1)
-    return response.json() if response.content else None
-
-
-@deployments_app.command("register")
-def deployments_register(
-    uri: Annotated[str, typer.Argument(help="Deployment URL or Lambda ARN.")],
-    admin_url: AdminUrl = "http://127.0.0.1:9070",
-    force: Annotated[bool, typer.Option(help="Overwrite an existing deployment.")] = False,
-) -> None:
-    """Register a deployment by discovery."""
-    key = "arn" if uri.startswith("arn:") else "uri"
-    result = _admin(
-        "POST", f"{admin_url}/deployments", {key: uri, "force": force, "use_http_11": True}
-    )
-    typer.echo(json.dumps(result, indent=2))
-
-
-@deployments_app.command("list")
-def deployments_list(admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """List deployments."""
-    result = _admin("GET", f"{admin_url}/deployments")
-    for dep in result.get("deployments", []):
-        services = ", ".join(s["name"] for s in dep.get("services", []))
-        typer.echo(f"{dep['id']}  {dep.get('uri') or dep.get('arn')}  [{services}]")
-
-
-@invocations_app.command("list")
-def invocations_list(
-    admin_url: AdminUrl = "http://127.0.0.1:9070",
-    all_: Annotated[bool, typer.Option("--all", help="Include completed ones.")] = False,
-) -> None:
-    """List invocations, newest first."""
-    result = _admin("GET", f"{admin_url}/invocations?all={str(all_).lower()}")
-    for row in result.get("invocations", []):
-        typer.echo(f"{row['id']}  {row['target']}  {row['status']}")
-
-
-@invocations_app.command("describe")
-def invocations_describe(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """Show one invocation and its journal."""
-    typer.echo(json.dumps(_admin("GET", f"{admin_url}/invocations/{invocation_id}"), indent=2))
-
-
-def _manage(action: str, invocation_id: str, admin_url: str) -> None:
-    _admin("PATCH", f"{admin_url}/invocations/{invocation_id}/{action}")
-    typer.echo(f"{action}: {invocation_id}")
-
-
-@invocations_app.command("cancel")
-def invocations_cancel(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """Cancel an invocation (cooperatively, reaching its child calls)."""
-    _manage("cancel", invocation_id, admin_url)
-
-
-@invocations_app.command("kill")
-def invocations_kill(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """Kill an invocation immediately."""
-    _manage("kill", invocation_id, admin_url)
-
-
-@invocations_app.command("purge")
-def invocations_purge(invocation_id: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """Delete a completed invocation's records."""
-    _manage("purge", invocation_id, admin_url)
-
-
-@kv_app.command("get")
-def kv_get(service: str, key: str, admin_url: AdminUrl = "http://127.0.0.1:9070") -> None:
-    """Print the state of one object or workflow instance."""
-    query = (
-        f"select key, value from state where service_name = '{service}' and service_key = '{key}' ;"
-    )
-    result = _admin("POST", f"{admin_url}/query", {"query": query})
-    for row in result.get("rows", []):
-        raw = bytes.fromhex(row["value"])
-        typer.echo(f"{row['key']} = {raw.decode('utf-8', 'replace')}")
+        fail(f"storage unavailable: {exc}", EXIT_USAGE)
 
 
 @storage_app.command("init")
@@ -195,14 +159,15 @@ def storage_init(
     from infra.provision import ensure_storage
 
     try:
-        for line in ensure_storage(url):
-            typer.echo(line)
+        with progress(f"creating the storage of {url}") as status:
+            for line in ensure_storage(url):
+                if status is not None:
+                    status.update(line)
+                say(line)
     except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # boto errors: unreachable endpoint, credentials
-        typer.echo(f"error: cannot initialise {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        fail(f"cannot initialise {url}: {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
 @storage_app.command("gc")
@@ -223,20 +188,19 @@ def storage_gc(
             await backend.close()
 
     try:
-        report = asyncio.run(sweep())
+        with progress(f"sweeping the blobs of {url}"):
+            report = asyncio.run(sweep())
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # unreachable endpoint, missing bucket, credentials
-        typer.echo(f"error: cannot sweep the blobs of {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(
+        fail(f"cannot sweep the blobs of {url}: {exc}", EXIT_FAILED)
+    say(
         f"blobs: {report.listed} listed, {report.young} younger than {grace_hours:g} h, "
         f"{report.live} in use, {report.deleted} deleted, {report.failed} failed to delete, "
         f"{report.foreign} of other tables, {report.unowned} without owner (checked by scan)"
     )
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def main() -> None:  # pragma: no cover

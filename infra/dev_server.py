@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import logging
+import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -46,6 +49,8 @@ class DevOptions:
     #: ``Host`` names the admin API accepts besides loopback ones (default:
     #: ``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``)
     admin_allowed_hosts: tuple[str, ...] = ()
+    #: seconds in-flight requests get after the first SIGINT/SIGTERM
+    shutdown_timeout: float = 5.0
 
 
 def admin_security(options: DevOptions) -> AdminSecurity:
@@ -79,26 +84,87 @@ def _data_dir_lock(data_dir: Path) -> Any:
         os.close(fd)
 
 
+class AppLoadError(Exception):
+    """A served module cannot be loaded; the message is one line: ``file:line: what``."""
+
+
+def _user_frame(exc: BaseException, path: Path) -> tuple[str, int] | None:
+    """The innermost traceback frame in ``path``'s directory tree (the user's code)."""
+    import traceback
+
+    root = str(path.parent)
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename
+        if name.startswith(root) and "site-packages" not in name and frame.lineno is not None:
+            found = (name, frame.lineno)
+    return found
+
+
+def _shorten(filename: str) -> str:
+    """``filename`` relative to the working directory when it is under it."""
+    path = Path(filename).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return filename
+
+
+def _describe_load_error(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, SyntaxError):
+        where = f"{_shorten(exc.filename or str(path))}:{exc.lineno}"
+        return f"{where}: {type(exc).__name__}: {exc.msg}"
+    frame = _user_frame(exc, path)
+    where = f"{_shorten(frame[0])}:{frame[1]}" if frame else _shorten(str(path))
+    message = str(exc) or type(exc).__name__
+    return f"{where}: {type(exc).__name__}: {message}"
+
+
 def load_app(spec: str) -> tuple[str, Any]:
-    """Load ``path/to/module.py[:attr]`` and return (name, ASGI app of its services)."""
+    """Load ``path/to/module.py[:attr]`` and return (name, ASGI app of its services).
+
+    Raises:
+        AppLoadError: the file is missing, does not import (syntax error, import error, any
+            exception at import: the message names the file and line), defines no app, or
+            has handlers that can never run (plain ``def``).
+    """
+    from infra.app_check import module_problems
+
     path_text, _, attr = spec.partition(":")
     path = Path(path_text).resolve()
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise AppLoadError(f"no such file: {path_text}")
     name = path.stem
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"cannot import {path}")
+        raise AppLoadError(f"{path_text}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
-    sys.path.insert(0, str(path.parent))
-    module_spec.loader.exec_module(module)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # whatever the module raises, the user needs file, line, message
+        sys.modules.pop(name, None)
+        raise AppLoadError(_describe_load_error(exc, path)) from None
+    problems = module_problems(module)
+    if problems:
+        raise AppLoadError("; ".join(_shorten_problem(p) for p in problems))
     candidates = [attr] if attr else ["app", "application", "endpoint"]
     for candidate in candidates:
         app = getattr(module, candidate, None)
         if app is not None and callable(app):
             return name, app
-    raise AttributeError(f"{path} defines no ASGI app; name it 'app' or pass {path_text}:ATTRIBUTE")
+    raise AppLoadError(
+        f"{path_text} defines no ASGI app: name it 'app' (app = restate.app([...])) or pass "
+        f"{path_text}:ATTRIBUTE"
+    )
+
+
+def _shorten_problem(problem: str) -> str:
+    head, sep, rest = problem.partition(": ")
+    file, _, line = head.rpartition(":")
+    return f"{_shorten(file)}:{line}{sep}{rest}" if file and line.isdigit() else problem
 
 
 @contextlib.asynccontextmanager
@@ -160,58 +226,239 @@ def _quiet_server_class() -> type[Any]:
     return QuietServer
 
 
+class PortInUseError(Exception):
+    """A port the dev server needs is taken; the message is one line."""
+
+
+def bind_socket(host: str, port: int, flag: str) -> socket.socket:
+    """A listening TCP socket on ``host:port``, bound before anything is announced.
+
+    Raises:
+        PortInUseError: the port is taken (``flag`` names the option that changes it).
+        OSError: any other reason the address cannot be bound (e.g. not an address of this
+            machine).
+    """
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use (another restate-lambda dev or "
+                f"restate-server?): stop it, or pick another port with {flag}"
+            ) from None
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def stale_in_process_deployments(engine: RuntimeEngine, served: set[str]) -> list[str]:
+    """Warnings for in-process deployments registered by earlier runs that this run does not
+    serve: their invocations can never run (``no in-process app named ...``)."""
+    warnings = []
+    for dep in await engine.list_deployments():
+        uri = dep.get("uri") or ""
+        if not uri.startswith("asgi://") or uri in served:
+            continue
+        services = ", ".join(s["name"] for s in dep.get("services", [])) or "no services"
+        warnings.append(
+            f"deployment {dep['id']} ({uri}: {services}) was served in process by an earlier "
+            f"run and is not served now, so its invocations cannot run: serve that module "
+            f"again, or remove it with `restate-lambda deployments remove {dep['id']}`"
+        )
+    return warnings
+
+
+class _AnswerOnShutdown:
+    """ASGI wrapper: once the server stops, a request still waiting (typically a blocking call
+    whose invocation keeps retrying) gets ``grace`` seconds, then a clean 503 JSON error
+    instead of a cancelled connection and a traceback in the log."""
+
+    def __init__(self, app: Any, stopping: asyncio.Event, grace: float) -> None:
+        self.app = app
+        self.stopping = stopping
+        self.grace = grace
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        inner = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait([inner, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not inner.done():
+                await asyncio.wait([inner], timeout=self.grace)
+        finally:
+            stop.cancel()
+        if inner.done():
+            inner.result()
+            return
+        inner.cancel()
+        with contextlib.suppress(BaseException):
+            await inner
+        if not started:
+            body = (
+                b'{"code":503,"message":"restate-lambda dev is shutting down; the invocation '
+                b'is durable and goes on when the server starts again (restate-lambda '
+                b'invocations list)"}'
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+def _say(text: str) -> None:
+    print(f"restate-lambda dev: {text}", file=sys.stderr, flush=True)
+
+
 async def serve(options: DevOptions) -> None:
-    """Run the dev server until SIGINT/SIGTERM."""
+    """Run the dev server until SIGINT or SIGTERM.
+
+    Shutdown: the first signal stops accepting requests and gives in-flight ones
+    ``options.shutdown_timeout`` seconds (clients waiting for an invocation then get their
+    connection closed; the invocation itself is durable and goes on at the next start); a
+    second signal, or a shutdown that overruns its deadline by 5 s, exits at once.
+
+    Raises:
+        AppLoadError, PortInUseError, DataDirLockedError, ValueError, OSError: one-line
+            reasons the server cannot start.
+    """
     import uvicorn
 
-    _QuietServer = _quiet_server_class()
+    quiet_server = _quiet_server_class()
     security = admin_security(options)  # refuse an open admin API before opening anything
+    apps = [(spec, *load_app(spec)) for spec in options.apps]  # import errors first
+    sockets = [
+        bind_socket(options.host, options.ingress_port, "--ingress-port"),
+        bind_socket(options.host, options.admin_port, "--admin-port"),
+    ]
+    from infra.failure_watch import FailureWatch
 
-    with _data_dir_lock(options.data_dir):
-        async with running_engine(options) as engine:
-            for spec in options.apps:
-                name, app = load_app(spec)
-                uri = engine.transports.asgi.mount(name, app)
-                await engine.register_deployment(uri, force=True)
-                log.info("serving %s in process as %s", spec, uri)
-            ingress = create_ingress_app(
-                engine,
-                max_body_bytes=engine.config.max_body_bytes,
-                limits=ingress_limits_from_env(),
+    try:
+        with _data_dir_lock(options.data_dir):
+            async with running_engine(options) as engine:
+                served: set[str] = set()
+                for spec, name, app in apps:
+                    uri = engine.transports.asgi.mount(name, app)
+                    await engine.register_deployment(uri, force=True)
+                    served.add(uri)
+                    log.info("serving %s in process as %s", spec, uri)
+                for warning in await stale_in_process_deployments(engine, served):
+                    log.warning("%s", warning)
+                watch = FailureWatch(lambda: engine)
+                watch.attach()
+                try:
+                    await _run_servers(options, engine, security, sockets, quiet_server, uvicorn)
+                finally:
+                    watch.detach()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def _run_servers(
+    options: DevOptions,
+    engine: RuntimeEngine,
+    security: AdminSecurity,
+    sockets: list[socket.socket],
+    quiet_server: type[Any],
+    uvicorn: Any,
+) -> None:
+    ingress = create_ingress_app(
+        engine, max_body_bytes=engine.config.max_body_bytes, limits=ingress_limits_from_env()
+    )
+    admin = create_admin_app(
+        engine,
+        ingress_endpoint=f"http://{options.host}:{options.ingress_port}/",
+        security=security,
+    )
+    stop = asyncio.Event()
+    servers = [
+        quiet_server(
+            uvicorn.Config(
+                _AnswerOnShutdown(app, stop, options.shutdown_timeout),
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                http=_http_impl(),
+                # after our own grace period (the wrapper answers 503), not before it
+                timeout_graceful_shutdown=math.ceil(options.shutdown_timeout) + 2,
             )
-            admin = create_admin_app(
-                engine,
-                ingress_endpoint=f"http://{options.host}:{options.ingress_port}/",
-                security=security,
+        )
+        for app in (ingress, admin)
+    ]
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            _say(
+                f"stopping (waiting up to {options.shutdown_timeout:g} s for requests in "
+                "flight; press Ctrl-C again to exit at once)"
             )
-            servers = [
-                _QuietServer(
-                    uvicorn.Config(
-                        app,
-                        host=options.host,
-                        port=port,
-                        log_level="warning",
-                        lifespan="off",
-                        access_log=False,
-                        http=_http_impl(),
-                    )
-                )
-                for app, port in ((ingress, options.ingress_port), (admin, options.admin_port))
-            ]
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            tasks = [asyncio.ensure_future(s.serve()) for s in servers]
-            print(
-                f"restate-lambda dev: ingress http://{options.host}:{options.ingress_port} "
-                f"admin http://{options.host}:{options.admin_port} "
-                f"data {options.data_dir}",
-                flush=True,
-            )
-            waiter = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for s in servers:
-                s.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-            waiter.cancel()
+            stop.set()
+            loop.call_later(options.shutdown_timeout + 8, _force_exit, "shutdown overran")
+        else:
+            _force_exit("second signal")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        tasks = [
+            asyncio.ensure_future(s.serve(sockets=[sock]))
+            for s, sock in zip(servers, sockets, strict=True)
+        ]
+        while not all(s.started for s in servers):
+            done = [t for t in tasks if t.done()]
+            if done:
+                for s in servers:
+                    s.should_exit = True
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise OSError("the HTTP servers did not start")
+            await asyncio.sleep(0.01)
+        print(
+            f"restate-lambda dev: ingress http://{options.host}:{options.ingress_port} "
+            f"admin http://{options.host}:{options.admin_port} "
+            f"data {options.data_dir} (ready)",
+            flush=True,
+        )
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for s in servers:
+            s.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        waiter.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _force_exit(why: str) -> None:
+    """Leave now: everything acknowledged is already durable in the store."""
+    _say(f"exiting at once ({why})")
+    sys.stdout.flush()
+    os._exit(130)

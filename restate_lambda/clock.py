@@ -52,3 +52,29 @@ class ManualClock:
     def on_advance(self, event: asyncio.Event) -> None:
         """Set ``event`` whenever the clock advances."""
         self._listeners.append(event)
+
+
+#: The clock handlers read (sleeps, delayed sends, ``ctx.time()``); see :func:`handler_clock`.
+_handler_clock: Clock = SystemClock()
+
+
+def handler_clock() -> Clock:
+    """The clock the SDK's handlers read: the system clock unless a test installed another.
+
+    Sleep wake-up times, delayed sends and ``ctx.time()`` are computed from it, so a test
+    harness that installs its manual clock (:func:`set_handler_clock`) wakes a one-day
+    ``ctx.sleep`` by advancing that clock one day.
+    """
+    return _handler_clock
+
+
+def set_handler_clock(clock: Clock | None) -> Clock:
+    """Make handlers of this process read ``clock`` (``None``: the system clock again).
+
+    Process-wide, like the wall clock it replaces; returns the clock it replaced so a caller
+    can restore it. Meant for tests (:mod:`restate_lambda.testing` does it for you).
+    """
+    global _handler_clock
+    previous = _handler_clock
+    _handler_clock = clock if clock is not None else SystemClock()
+    return previous

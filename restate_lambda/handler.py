@@ -89,6 +89,11 @@ def make_handler(
 ) -> Handler:
     """Inspect ``fn`` and build its :class:`Handler` (attached to ``fn`` for typed calls)."""
     params, hints = signature_of(fn)
+    if not _is_async(fn):
+        raise TypeError(
+            f"{_def_site(fn)}: handler {tag.name}.{name or fn.__name__}"
+            " is a plain `def`: Restate handlers must be `async def`"
+        )
     if not params:
         raise ValueError(f"handler {fn.__name__} must take the context as first parameter")
     h = Handler(
@@ -128,6 +133,36 @@ def handler_from_callable(fn: Any) -> Handler:
     if h is None:
         raise ValueError(f"{fn!r} is not a Restate handler (decorate it with @svc.handler())")
     return h  # type: ignore[no-any-return]
+
+
+#: ``co_flags`` bit of an ``async def`` function (``inspect.CO_COROUTINE``; inspect is slow to
+#: import at cold start).
+_CO_COROUTINE = 0x80
+
+def _def_site(fn: Any) -> str:
+    """``file:line`` of the ``def`` of ``fn`` (past its decorators)."""
+    import linecache
+
+    code = fn.__code__
+    line = code.co_firstlineno
+    for offset in range(50):
+        text = linecache.getline(code.co_filename, line + offset).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return f"{code.co_filename}:{line + offset}"
+    return f"{code.co_filename}:{line}"
+
+
+def _is_async(fn: Any) -> bool:
+    """``async def``, directly or under ``functools.wraps`` decorators."""
+    for _ in range(100):
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_flags & _CO_COROUTINE:
+            return True
+        wrapped = getattr(fn, "__wrapped__", None)
+        if wrapped is None:
+            return False
+        fn = wrapped
+    return False
 
 
 #: An absent annotation (``inspect`` is not imported: it costs several ms at cold start).

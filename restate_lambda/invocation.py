@@ -58,7 +58,7 @@ class Attempt:
         self.channel = channel
         self.deadline = deadline
         self.events: asyncio.Queue[Any] = asyncio.Queue()
-        self._runs: dict[int, tuple[Any, Serde[Any], RunOptions[Any]]] = {}
+        self._runs: dict[int, tuple[Any, Serde[Any], RunOptions[Any], str]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         headers, body = machine.sys_input()
         self.request = Request(
@@ -171,7 +171,14 @@ class Attempt:
                 out = await h.fn(self.context, arg)
             else:
                 out = await h.fn(self.context)
-            m.write_output(h.output_serde.serialize(out))
+            try:
+                payload = h.output_serde.serialize(out)
+            except Exception as e:  # retrying cannot help: the same value comes back
+                raise TerminalError(
+                    f"{self._where()}: the return value ({type(out).__name__}) cannot be "
+                    f"serialized: {e}"
+                ) from e
+            m.write_output(payload)
             m.end()
         except TerminalError as t:
             self._terminal(t)
@@ -199,6 +206,10 @@ class Attempt:
                 task.cancel()
         await self.flush()
 
+    def _where(self) -> str:
+        h = self.handler
+        return f"{h.service_tag.name}/{h.name}"
+
     def _terminal(self, t: TerminalError) -> None:
         try:
             self.machine.write_output(Failure(t.status_code, t.message, t.metadata))
@@ -215,10 +226,16 @@ class Attempt:
     # -- run closures -------------------------------------------------------------------------
 
     def register_run(
-        self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
+        self,
+        handle: int,
+        action: Any,
+        serde: Serde[Any],
+        options: RunOptions[Any],
+        name: str = "",
     ) -> None:
-        """Remember the closure of run ``handle`` until the machine asks to execute it."""
-        self._runs[handle] = (action, serde, options)
+        """Remember the closure of run ``handle`` (named ``name``) until the machine asks to
+        execute it."""
+        self._runs[handle] = (action, serde, options, name)
 
     def _start_run(self, handle: int) -> None:
         task = asyncio.ensure_future(self._execute(handle))
@@ -226,7 +243,7 @@ class Attempt:
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, handle: int) -> None:
-        action, serde, options = self._runs.pop(handle)
+        action, serde, options, name = self._runs.pop(handle)
         m = self.machine
         start = monotonic()
         try:
@@ -234,7 +251,14 @@ class Attempt:
                 value = await action()
             else:
                 value = await asyncio.get_running_loop().run_in_executor(None, action)
-            m.propose_run(handle, serde.serialize(value))
+            try:
+                payload = serde.serialize(value)
+            except Exception as e:  # retrying cannot help: the step would return it again
+                raise TerminalError(
+                    f"{self._where()}: the result of ctx.run({name!r}) "
+                    f"({type(value).__name__}) cannot be serialized: {e}"
+                ) from e
+            m.propose_run(handle, payload)
         except TerminalError as t:
             m.propose_run(handle, Failure(t.status_code, t.message, t.metadata))
         except RetryableError as r:

@@ -53,7 +53,12 @@ if TYPE_CHECKING:
             ...
 
         def register_run(
-            self, handle: int, action: Any, serde: Serde[Any], options: RunOptions[Any]
+            self,
+            handle: int,
+            action: Any,
+            serde: Serde[Any],
+            options: RunOptions[Any],
+            name: str = "",
         ) -> None:
             """Remember the closure of run ``handle`` until the machine asks to execute it."""
             ...
@@ -100,9 +105,9 @@ class ServiceInvocationContext(Context):
 
     def time(self) -> RestateDurableFuture[float]:
         """The current time in seconds, journaled (a ``ctx.run`` named ``timestamp``)."""
-        from restate_lambda.clock import SystemClock
+        from restate_lambda.clock import handler_clock
 
-        clock = SystemClock()
+        clock = handler_clock()
         return self.run_typed(
             "timestamp", lambda: clock.now_ms() / 1000, RunOptions(type_hint=float)
         )
@@ -128,7 +133,7 @@ class ServiceInvocationContext(Context):
         handle, replayed = self._m.run(name)
         if not replayed:
             fn = functools.partial(action, *args, **kwargs) if args or kwargs else action
-            self._attempt.register_run(handle, fn, serde, options)
+            self._attempt.register_run(handle, fn, serde, options, name)
         return RestateDurableFuture(self._driver, handle, serde)
 
     def run(
@@ -152,9 +157,9 @@ class ServiceInvocationContext(Context):
 
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer of ``delta``."""
-        from restate_lambda.clock import SystemClock
+        from restate_lambda.clock import handler_clock
 
-        wake = SystemClock().now_ms() + int(delta.total_seconds() * 1000)
+        wake = handler_clock().now_ms() + int(delta.total_seconds() * 1000)
         return RestateDurableSleepFuture(self._driver, self._m.sleep(wake, name or ""), None)
 
     # -- calls ----------------------------------------------------------------------------
@@ -199,9 +204,9 @@ class ServiceInvocationContext(Context):
         if send or delay:
             invoke_time = 0
             if delay:
-                from restate_lambda.clock import SystemClock
+                from restate_lambda.clock import handler_clock
 
-                invoke_time = SystemClock().now_ms() + int(delay.total_seconds() * 1000)
+                invoke_time = handler_clock().now_ms() + int(delay.total_seconds() * 1000)
             h = self._m.send(service, handler, param, key or "", invoke_time, idempotency_key, hdrs)
             return SendHandle(self._driver, h)
         id_h, res_h = self._m.call(service, handler, param, key or "", idempotency_key, hdrs)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
+import pytest
 from typer.testing import CliRunner
 
 from infra.cli import app
 from tests.support.aws import dynamodb_endpoint, s3_endpoint
+from tests.support.dev import ROOT, DevServer, cli
 
 __all__ = ["dynamodb_endpoint", "s3_endpoint"]  # fixtures
 
@@ -79,3 +87,90 @@ def test_storage_gc(dynamodb_endpoint: str, s3_endpoint: str) -> None:
     assert 2 == bad.exit_code and "grace period" in bad.output
     no_bucket = runner.invoke(app, ["storage", "gc", url.split("&bucket=")[0]])
     assert 1 == no_bucket.exit_code and "no S3 bucket" in no_bucket.output
+
+
+# -- against a running dev server ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """``restate-lambda dev examples/counter.py`` for the listing and error tests."""
+    server = DevServer(tmp_path_factory.mktemp("cli") / "d", str(ROOT / "examples" / "counter.py"))
+    try:
+        server.wait_for("(ready)")
+        yield server
+    finally:
+        server.stop()
+
+
+def _run(server: DevServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(*args, "--admin-url", server.admin)
+
+
+def test_listings_are_tables_or_json(dev_server: DevServer) -> None:
+    """deployments / services list print tables, and JSON with --json."""
+    deployments = _run(dev_server, "deployments", "list")
+    assert 0 == deployments.returncode, deployments.stderr
+    header = deployments.stdout.splitlines()[0].split()
+    assert ["ID", "ENDPOINT", "SERVICES", "CREATED"] == header
+    assert "asgi://counter" in deployments.stdout and "Counter" in deployments.stdout
+    as_json = json.loads(_run(dev_server, "deployments", "list", "--json").stdout)
+    assert ["asgi://counter"] == [d["uri"] for d in as_json]
+    services = _run(dev_server, "services", "list")
+    assert "Counter" in services.stdout and "add, get, reset" in services.stdout
+    assert ["Counter"] == [
+        s["name"] for s in json.loads(_run(dev_server, "services", "list", "--json").stdout)
+    ]
+
+
+def test_empty_listing_says_so(dev_server: DevServer) -> None:
+    """An empty list is a remark on stderr (exit 0), and [] with --json."""
+    empty = _run(dev_server, "invocations", "list")
+    assert 0 == empty.returncode
+    assert "" == empty.stdout and "no invocations in flight" in empty.stderr
+    assert [] == json.loads(_run(dev_server, "invocations", "list", "--json").stdout)
+
+
+def test_kv_get_quotes_keys(dev_server: DevServer) -> None:
+    """A key with a quote reads back (the SQL literal doubles it); an unknown key exits 3."""
+    key = 'o\'brien "the" ; drop'
+    r = httpx.post(f"{dev_server.ingress}/Counter/{quote(key, safe='')}/add", json=5)
+    assert 200 == r.status_code, r.text
+    shown = _run(dev_server, "kv", "get", "Counter", key)
+    assert 0 == shown.returncode, shown.stderr
+    assert re.search(r"count\s+5", shown.stdout), shown.stdout
+    assert {"count": 5} == json.loads(
+        _run(dev_server, "kv", "get", "Counter", key, "--json").stdout
+    )
+    missing = _run(dev_server, "kv", "get", "Counter", "nobody")
+    assert 3 == missing.returncode
+    assert "error: no state for Counter/nobody\n" == missing.stderr
+    listed = _run(dev_server, "invocations", "list", "--all")
+    assert "Counter/" in listed.stdout and "completed" in listed.stdout
+
+
+def test_errors_are_one_line_with_exit_codes(dev_server: DevServer) -> None:
+    """Not found exits 3; a refused request exits 1 with the API's message, not raw JSON."""
+    unknown = _run(
+        dev_server, "invocations", "describe", "inv_1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    )
+    assert unknown.returncode in (1, 3)
+    bad = _run(dev_server, "invocations", "describe", "nonsense")
+    assert 1 == bad.returncode
+    assert 1 == len(bad.stderr.strip().splitlines()), bad.stderr
+    assert (
+        bad.stderr.startswith("error: ")
+        and "(HTTP 400 from GET /invocations/nonsense)" in bad.stderr
+    )
+    assert "{" not in bad.stderr
+    register = _run(dev_server, "deployments", "register", "http://127.0.0.1:1/")
+    assert 1 == register.returncode and 1 == len(register.stderr.strip().splitlines())
+    assert "Traceback" not in register.stderr
+    gone = _run(dev_server, "deployments", "remove", "dp_nope")
+    assert 3 == gone.returncode and "no deployment dp_nope" in gone.stderr
+
+
+def test_shell_completion_is_offered() -> None:
+    """Typer's completion install is available."""
+    result = runner.invoke(app, ["--help"])
+    assert "--install-completion" in result.output

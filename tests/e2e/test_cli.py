@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -90,7 +92,8 @@ async def test_restate_lambda_cli(runtime: Runtime, ingress: httpx.AsyncClient, 
     listed = cli("invocations", "list", "--all")
     assert inv in listed and "completed" in listed, listed
     described = cli("invocations", "describe", inv)
-    assert '"status": "completed"' in described and "OUTPUT_COMMAND" in described, described
-    kv = run("kv", "get", "Counter", tag)
-    assert kv.returncode == 0, kv.stderr
-    assert "count = 7" in kv.stdout
+    assert "completed" in described and "OUTPUT_COMMAND" in described, described
+    as_json = json.loads(cli("invocations", "describe", inv, "--json"))
+    assert "completed" == as_json["status"]
+    assert re.search(r"count\s+7", cli("kv", "get", "Counter", tag))
+    assert {"count": 7} == json.loads(cli("kv", "get", "Counter", tag, "--json"))
