@@ -11,6 +11,7 @@ with the test's output and kept in ``.tools/logs/fault-table-{backend}.txt``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import uuid
 from collections.abc import Callable
@@ -83,11 +84,14 @@ async def test_every_write_point(
         if backend == "sqlite" and len(points) > 40:
             # The same few writes repeated a hundred times: every one on memory, a sample here.
             points = points[:10] + points[10:-10:7] + points[-10:]
-        elif backend == "dynamodb" and len(points) > 8:
-            points = points[:: -(-len(points) // 8)]  # at most 8 points a scenario: a table a run
+        elif backend == "dynamodb" and len(points) > 6:
+            points = points[:: -(-len(points) // 6)]  # at most 6 points a scenario: a table a run
         for plan in FaultPlan.each(points):
             ((index, fault),) = plan.faults.items()
-            _faulty, violations = await run(scenario, plan, make)
+            try:
+                _faulty, violations = await asyncio.wait_for(run(scenario, plan, make), 120)
+            except TimeoutError:
+                violations = ["did not finish within 120 s"]
             runs[(scenario.name, fault)] += 1
             if violations:
                 bad[(scenario.name, fault)] += 1
