@@ -1,5 +1,9 @@
 """One attempt: send the journal to the deployment, read its answer, process the messages.
 
+Each attempt offers the handler the checkpoint channel (:mod:`invoker.checkpoints`): in process
+through the ASGI scope, elsewhere through headers naming the attempt's token and the runtime's
+checkpoint URL (when one is configured).
+
 Request-response mode (HTTP/1.1, in process, Lambda): the request carries ``Start`` plus the
 whole journal; the response carries the attempt's commands and ends with ``End``,
 ``Suspension`` or ``Error``. Every transport bounds the exchange by the handler's attempt
@@ -15,6 +19,7 @@ from urllib.parse import quote
 
 from invoker import records as rec
 from invoker.config import EngineConfig
+from invoker.exchange import Reply
 from invoker.ids import invocation_id_bytes
 from invoker.policies import Policies
 from invoker.ports import Claimed
@@ -28,7 +33,9 @@ from invoker.processing import (
     state_key_bytes,
 )
 from invoker.registry import Registry
+from invoker.registry_model import DeploymentInfo
 from invoker.transport import Exchange, TransportError, Transports
+from restate_lambda.checkpoint import HEADER_JOURNAL_INDEX, HEADER_TOKEN, HEADER_URL, Checkpointer
 from restate_lambda.clock import Clock
 from restate_lambda.protocol.errors import ProtocolError
 from restate_lambda.protocol.framing import decode_all, encode_raw
@@ -55,17 +62,21 @@ class Attempts:
         policies: Policies,
         clock: Clock,
         config: EngineConfig,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._registry = registry
         self._transports = transports
         self._policies = policies
         self._clock = clock
         self._config = config
+        #: Offered in process (ASGI deployments); other deployments get ``checkpoint_url``.
+        self._checkpointer = checkpointer
+        self._checkpoint_url = config.checkpoint_url
 
-    async def run(
+    async def exchange(
         self, st: Claimed, state: dict[str, bytes]
-    ) -> Processed | AttemptError | Terminal:
-        """Run one attempt of ``st``; its outcome is committed by the caller."""
+    ) -> Reply | AttemptError | Terminal:
+        """Send one attempt of ``st`` to its deployment and return the deployment's reply."""
         inv = st.inv
         dep = await self._deployment(inv)
         if isinstance(dep, AttemptError):
@@ -80,6 +91,14 @@ class Attempts:
         }
         if inv.key is not None:
             headers["x-restate-service-key"] = quote(inv.key, safe="")
+        address = dep.arn or dep.uri or ""
+        offer = None
+        if inv.attempt_token is not None:
+            if address.startswith("asgi://"):
+                offer = (self._checkpointer, inv.attempt_token)
+            elif self._checkpoint_url is not None:
+                headers[HEADER_TOKEN] = inv.attempt_token
+                headers[HEADER_URL] = self._checkpoint_url
         exchange = Exchange(
             "POST",
             f"/invoke/{inv.service}/{inv.handler}",
@@ -89,20 +108,29 @@ class Attempts:
             assume_role_arn=dep.assume_role_arn,
             compression=dep.lambda_compression,
             max_response_bytes=self._config.max_response_bytes,
+            checkpoint=offer,
         )
-        address = dep.arn or dep.uri or ""
         try:
-            reply = await self._transports.for_address(address).exchange(address, exchange)
+            return await self._transports.for_address(address).exchange(address, exchange)
         except TransportError as exc:
             if exc.terminal:  # e.g. over Lambda's payload limit: retrying cannot help
                 log.warning("invocation %s failed terminally: %s", inv.id, exc)
                 return Terminal(rec.Failure(exc.code, str(exc)))
             return AttemptError(exc.code, str(exc))
+
+    @staticmethod
+    def journal_moved(st: Claimed, reply: Reply) -> bool:
+        """Whether checkpoints of this attempt appended to the journal (the reply's entries
+        start later than the journal the attempt started from)."""
+        index = reply.headers.get(HEADER_JOURNAL_INDEX)
+        return index is not None and index.isdigit() and int(index) != st.inv.journal_len
+
+    def parse(self, st: Claimed, reply: Reply, state: dict[str, bytes]) -> Processed | AttemptError:
+        """The attempt's outcome from the deployment's reply."""
+        inv = st.inv
         frames = _reply_frames(inv, reply.status, reply.headers, reply.body)
         if isinstance(frames, AttemptError):
             return frames
-        writable = inv.service_kind == "virtual_object" and inv.handler_kind == "exclusive"
-        writable = writable or inv.handler_kind == "workflow"
         try:
             return process(
                 frames,
@@ -112,7 +140,7 @@ class Attempts:
                     handler=inv.handler,
                     key=inv.key,
                     service_kind=inv.service_kind,
-                    can_write_state=writable,
+                    can_write_state=rec.writes_state(inv),
                     journal_len=inv.journal_len,
                     commands_len=inv.commands_len,
                     state=state,
@@ -123,7 +151,7 @@ class Attempts:
             log.warning("invocation %s: protocol violation: %s", inv.id, exc)
             return AttemptError(571, f"protocol violation: {exc}")
 
-    async def _deployment(self, inv: rec.Invocation):  # type: ignore[no-untyped-def]
+    async def _deployment(self, inv: rec.Invocation) -> DeploymentInfo | AttemptError:
         """The deployment ``inv`` is pinned to (pinning it on its first attempt)."""
         if inv.deployment_id is None:
             svc = self._registry.service(inv.service)

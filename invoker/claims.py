@@ -11,18 +11,16 @@ from __future__ import annotations
 import enum
 import logging
 
-from backends.api import Check, ConflictError, Delete, Item, Put, WriteOp
+from backends.api import Check, ConflictError, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.commit import Committer
-from invoker.journal import Loaded, encode_segment, resolved_of, satisfied
+from invoker.journal import Loaded, Pending, encode_segment, satisfied, take_pending
 from invoker.locks import ObjectLocks
 from invoker.policies import Leases
 from invoker.ports import Claimed
-from invoker.processing import Entry, notification_entry, notification_ids
 from invoker.store import Store
 from restate_lambda.clock import Clock
-from restate_lambda.protocol.messages import MessageType as T
 
 log = logging.getLogger("restate_lambda.claims")
 
@@ -133,57 +131,15 @@ class Claims:
         return None
 
 
-class _Absorbed:
-    """What a claim appends to the journal."""
-
-    __slots__ = ("changed", "completions", "entries", "named", "ops", "signals")
-
-    def __init__(self) -> None:
-        self.changed = False  # the record or the partition needs a write
-        self.entries: list[Entry] = []
-        self.ops: list[WriteOp] = []
-        self.completions: set[int] = set()
-        self.signals: set[int] = set()
-        self.named: set[str] = set()
-
-
-def _absorb(loaded: Loaded, now: int) -> _Absorbed:
+def _absorb(loaded: Loaded, now: int) -> Pending:
     """Append pending notifications and due sleeps to ``loaded`` (journal and record), and
     return the writes that store them."""
     inv = loaded.invocation
-    resolved = resolved_of(loaded.entries)
-    out = _Absorbed()
-    pending: list[tuple[Item | None, Entry]] = [
-        (item, (note.msg_type, note.payload)) for item, note in loaded.pending
-    ]
-    fired = [(cid, wake) for cid, wake in inv.timers if wake <= now]
-    if fired:
-        inv.timers = [t for t in inv.timers if t[1] > now]
-        for sleep_id, _wake in sorted(fired, key=lambda t: (t[1], t[0])):
-            pending.append(
-                (None, notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), sleep_id, None))
-            )
-    for note_item, entry in pending:
-        if note_item is not None:
-            out.ops.append(Delete(note_item.pk, note_item.sk, expect=note_item.version))
-        cid, sid, name = notification_ids(entry)
-        if cid is not None and cid in resolved.completions:
-            continue
-        if sid is not None and sid in resolved.signals:
-            continue
-        resolved.add(entry)
-        out.entries.append(entry)
-        if cid is not None:
-            out.completions.add(cid)
-        if sid is not None:
-            out.signals.add(sid)
-        if name is not None:
-            out.named.add(name)
+    out = take_pending(loaded, now)
     if out.entries:
         out.ops.append(
             Put(keys.inv(inv.id), keys.journal(inv.journal_len), encode_segment(out.entries))
         )
         inv.journal_len += len(out.entries)
         loaded.entries.extend(out.entries)
-    out.changed = bool(fired or out.ops)
     return out

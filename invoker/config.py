@@ -45,6 +45,9 @@ class EngineConfig:
     #: A client waiting for an invocation another engine runs polls the store, starting at
     #: this interval and doubling up to 5 s.
     outcome_poll_s: float = 0.5
+    #: Where handlers outside this process send checkpoints (the ingress's
+    #: ``/restate-lambda/checkpoint``); None: only in-process handlers get the channel.
+    checkpoint_url: str | None = None
     #: How often an engine checks the store for deployments registered by other engines.
     registry_refresh_ms: int = 2_000
 
@@ -56,11 +59,14 @@ class EngineConfig:
             ValueError: a variable that is not a number (naming the variable).
         """
         env = os.environ if environ is None else environ
-        changes: dict[str, int | float] = {}
+        changes: dict[str, int | float | str] = {}
         for f in dataclasses.fields(cls):
             name = f"RESTATE_LAMBDA_{f.name.upper()}"
             raw = env.get(name)
             if raw is None or raw == "":
+                continue
+            if "str" in str(f.type):
+                changes[f.name] = raw
                 continue
             kind = float if f.type in ("float", float) else int
             try:

@@ -32,6 +32,8 @@ from invoker import keys
 from invoker import records as rec
 from invoker.admin import Admin
 from invoker.api import (
+    BadRequestError,
+    ConflictingRequestError,
     HandlerInput,
     InvokeRequest,
     NotFoundError,
@@ -42,6 +44,12 @@ from invoker.api import (
     Target,
 )
 from invoker.attempt import Attempts
+from invoker.checkpoints import (
+    CheckpointInvalid,
+    CheckpointRefused,
+    Checkpoints,
+    LocalCheckpointer,
+)
 from invoker.claims import Claims
 from invoker.commit import Committer
 from invoker.config import EngineConfig
@@ -55,7 +63,7 @@ from invoker.lookup import Lookup
 from invoker.outbox import Outbox
 from invoker.outcomes import LocalWaiters, outcome_of
 from invoker.policies import Leases, Policies
-from invoker.ports import Dispatcher
+from invoker.ports import Claimed, Dispatcher
 from invoker.promises import Promises
 from invoker.registry import Registry
 from invoker.results import Results
@@ -141,13 +149,16 @@ class Engine(Admin):
         settler = Settler(
             store, committer, clock, config, policies, leases, locks, outbox, waiters, drivers
         )
+        in_flight: dict[str, Claimed] = {}
+        self.checkpoints = checkpoints = Checkpoints(store, settler, clock, in_flight)
         runner = Runner(
             store,
             Claims(store, committer, clock, leases, locks),
-            Attempts(registry, transports, policies, clock, config),
+            Attempts(registry, transports, policies, clock, config, LocalCheckpointer(checkpoints)),
             settler,
             drivers,
             config.max_concurrent_attempts,
+            in_flight,
         )
         drivers.bind(runner.drive)
         self.sweeper = Sweeper(backend, clock, config, drivers, outbox, results, lifecycle)
@@ -346,6 +357,19 @@ class Engine(Admin):
             content_type=ct if ct else None,
             json=is_json,
         )
+
+    async def checkpoint(
+        self, invocation_id: str, token: str, journal_index: int, frames: bytes
+    ) -> bytes:
+        """Commit a handler's checkpoint (see :mod:`invoker.checkpoints`); the framed
+        notifications journaled ahead of it. ConflictingRequestError (409) when the attempt was
+        fenced off, BadRequestError for a malformed batch."""
+        try:
+            return await self.checkpoints.commit(invocation_id, token, journal_index, frames)
+        except CheckpointRefused as exc:
+            raise ConflictingRequestError(str(exc)) from exc
+        except CheckpointInvalid as exc:
+            raise BadRequestError(str(exc)) from exc
 
     async def manage_invocation(self, invocation_id: str, action: Action) -> None:
         """cancel / kill / purge / pause / resume."""

@@ -6,7 +6,7 @@ Shared by every transport (:mod:`invoker.transport`, :mod:`invoker.lambda_transp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TransportError(Exception):
@@ -35,6 +35,9 @@ class Exchange:
     compression: str | None = None
     #: A reply body longer than this fails the exchange (:class:`TransportError`).
     max_response_bytes: int = 32 * 1024 * 1024
+    #: In-process deployments only: the checkpoint channel offered to the handler, as
+    #: (checkpointer, attempt token); see :mod:`restate_lambda.checkpoint`.
+    checkpoint: tuple[Any, str] | None = None
 
 
 @dataclass(slots=True)

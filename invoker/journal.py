@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from backends.api import Item
+from backends.api import Delete, Item, WriteOp
 from invoker import keys
 from invoker import records as rec
-from invoker.processing import Entry, notification_ids
+from invoker.processing import Entry, notification_entry, notification_ids
 from restate_lambda.protocol.messages import MessageType as T
 
 _seg_encoder = msgspec.msgpack.Encoder()
@@ -122,3 +122,52 @@ def call_children(entries: list[Entry]) -> list[str]:
             if msg.completion_id in call_notif_ids:  # type: ignore[attr-defined]
                 children.append(msg.invocation_id)  # type: ignore[attr-defined]
     return children
+
+
+@dataclass(slots=True)
+class Pending:
+    """What arrived for an invocation since its journal was last appended to."""
+
+    entries: list[Entry] = field(default_factory=list)  # new notifications, in arrival order
+    ops: list[WriteOp] = field(default_factory=list)  # deletes of the items they came from
+    completions: set[int] = field(default_factory=set)
+    signals: set[int] = field(default_factory=set)
+    named: set[str] = field(default_factory=set)
+    changed: bool = False  # the record or the partition needs a write
+
+
+def take_pending(loaded: Loaded, now: int) -> Pending:
+    """The pending notifications of ``loaded`` and its sleeps due by ``now``, as journal entries
+    (duplicates of what the journal holds dropped), with the deletes of their items; due sleeps
+    leave the record's timer list. The journal itself is not appended to."""
+    inv = loaded.invocation
+    resolved = resolved_of(loaded.entries)
+    out = Pending()
+    pending: list[tuple[Item | None, Entry]] = [
+        (item, (note.msg_type, note.payload)) for item, note in loaded.pending
+    ]
+    fired = [(cid, wake) for cid, wake in inv.timers if wake <= now]
+    if fired:
+        inv.timers = [t for t in inv.timers if t[1] > now]
+        for sleep_id, _wake in sorted(fired, key=lambda t: (t[1], t[0])):
+            pending.append(
+                (None, notification_entry(int(T.SLEEP_COMPLETION_NOTIFICATION), sleep_id, None))
+            )
+    for note_item, entry in pending:
+        if note_item is not None:
+            out.ops.append(Delete(note_item.pk, note_item.sk, expect=note_item.version))
+        cid, sid, name = notification_ids(entry)
+        if cid is not None and cid in resolved.completions:
+            continue
+        if sid is not None and sid in resolved.signals:
+            continue
+        resolved.add(entry)
+        out.entries.append(entry)
+        if cid is not None:
+            out.completions.add(cid)
+        if sid is not None:
+            out.signals.add(sid)
+        if name is not None:
+            out.named.add(name)
+    out.changed = bool(fired or out.ops)
+    return out

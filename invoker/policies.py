@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from invoker import records as rec
 from invoker.config import EngineConfig
 from invoker.registry import Registry
@@ -73,6 +75,8 @@ class Policies:
         inv.expires_ms = now + self.retention_ms(inv)
         inv.lease_owner = None
         inv.lease_until_ms = None
+        inv.attempt_token = None
+        inv.checkpoint = None
         inv.timers = []
         inv.waiting_completions = []
         inv.waiting_signals = []
@@ -95,6 +99,8 @@ class Leases:
         inv.lease_owner = self.node_id
         inv.lease_until_ms = now + self._policies.lease_ms(inv)
         inv.attempts += 1
+        inv.attempt_token = secrets.token_urlsafe(12)
+        inv.checkpoint = None
         inv.last_start_ms = now
         inv.modified_ms = now
         inv.waiting_completions = []

@@ -147,8 +147,11 @@ class AttemptInput:
     now_ms: int
 
 
-def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
+def process(frames: list[tuple[int, bytes]], inp: AttemptInput, *, final: bool = True) -> Processed:
     """Apply the deployment's messages, in order, to a copy of the invocation's view.
+
+    ``final``: the messages end the attempt (End, Suspension or Error last); otherwise they are
+    a checkpoint in its middle: commands and run completions only.
 
     Raises:
         ProtocolViolation: a message is malformed or not allowed.
@@ -229,6 +232,10 @@ def process(frames: list[tuple[int, bytes]], inp: AttemptInput) -> Processed:
             continue
         else:
             raise ProtocolViolation(f"unexpected message 0x{ty:04x} from the deployment")
+    if not final:
+        if terminal_seen:
+            raise ProtocolViolation("a checkpoint holds End, Suspension or Error")
+        return out
     if not terminal_seen:
         raise ProtocolViolation("the attempt ended without End, Suspension or Error")
     if out.ended and out.output is None:

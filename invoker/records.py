@@ -96,6 +96,19 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: Other invocations attached to this one's result (``w/`` items): its completion commit
     #: then carries a ``notify`` effect, as it does when ``caller`` is set.
     has_waiters: bool = False
+    #: The running attempt's fencing token: a checkpoint (a handler making steps durable in the
+    #: middle of an attempt) is accepted only with it. New for every attempt.
+    attempt_token: str | None = None
+    #: The last checkpoint applied: (journal index the handler asked for, index of its first
+    #: own entry after the notifications returned with it, index after it). A retried request
+    #: for the same index is answered from the journal.
+    checkpoint: tuple[int, int, int] | None = None
+
+
+def writes_state(inv: Invocation) -> bool:
+    """Whether ``inv``'s handler may write state (exclusive object handlers and workflow runs)."""
+    exclusive = inv.service_kind == "virtual_object" and inv.handler_kind == "exclusive"
+    return exclusive or inv.handler_kind == "workflow"
 
 
 def due_of(inv: Invocation) -> int | None:

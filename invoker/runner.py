@@ -40,6 +40,7 @@ class Runner:
         settler: Settler,
         drivers: Drivers,
         max_concurrent_attempts: int,
+        in_flight: dict[str, Claimed] | None = None,
     ) -> None:
         self._store = store
         self._claims = claims
@@ -47,6 +48,8 @@ class Runner:
         self._settler = settler
         self._drivers = drivers
         self._slots = asyncio.Semaphore(max_concurrent_attempts)
+        #: The attempts running now (their invocation ids), for in-process checkpoints.
+        self._in_flight = in_flight if in_flight is not None else {}
 
     async def drive(self, inv_id: str, claimed: Claimed | None, reraise: bool) -> None:
         """Drive ``inv_id`` until it cannot make progress here (see the module docstring)."""
@@ -93,10 +96,23 @@ class Runner:
         try:
             state, state_version = await self._load_state(st)
             while True:
-                outcome = await self._attempts.run(st, state)
-                if isinstance(outcome, Terminal):
-                    await self._settler.terminal(st, outcome.failure)
+                self._in_flight[st.inv.id] = st
+                try:
+                    reply = await self._attempts.exchange(st, state)
+                finally:
+                    self._in_flight.pop(st.inv.id, None)
+                if isinstance(reply, Terminal):
+                    await self._settler.terminal(st, reply.failure)
                     return
+                if isinstance(reply, AttemptError):
+                    await self._settler.fail(st, reply)
+                    return
+                if self._attempts.journal_moved(st, reply):
+                    # The handler checkpointed: continue from what is stored now.
+                    if not await self._reload(st):
+                        return
+                    state, state_version = await self._load_state(st)
+                outcome = self._attempts.parse(st, reply, state)
                 if isinstance(outcome, AttemptError):
                     await self._settler.fail(st, outcome)
                     return
@@ -114,6 +130,17 @@ class Runner:
                 await self._settler.fail(st, AttemptError(500, f"internal error: {exc!r}"))
             except Exception:
                 log.exception("could not record the failed attempt of %s", st.inv.id)
+
+    async def _reload(self, st: Claimed) -> bool:
+        """Re-read ``st`` after checkpoints moved it; False if this attempt lost it."""
+        loaded, _items = await self._store.partition(st.inv.id)
+        token = st.inv.attempt_token
+        if loaded is None or loaded.invocation.attempt_token != token or token is None:
+            log.info("invocation %s: the attempt was fenced off during its checkpoints", st.inv.id)
+            return False
+        st.inv, st.version, st.entries = loaded.invocation, loaded.version, loaded.entries
+        st.unsaved = None
+        return True
 
     async def _load_state(self, st: Claimed) -> tuple[dict[str, bytes], int]:
         inv = st.inv

@@ -27,7 +27,7 @@ from invoker import keys
 from invoker import records as rec
 from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
 from invoker.config import EngineConfig
-from invoker.journal import encode_segment, satisfied
+from invoker.journal import Pending, encode_segment, satisfied
 from invoker.locks import Handover, ObjectLocks
 from invoker.outbox import Outbox
 from invoker.outcomes import LocalWaiters, unavailable
@@ -192,6 +192,33 @@ class Settler:
             )
             await self._commit(st, batch, due)
 
+    async def checkpoint(
+        self,
+        st: Claimed,
+        p: Processed,
+        state_version: int,
+        arrived: Pending,
+        request_index: int,
+    ) -> None:
+        """Commit a checkpoint of the attempt in flight: the notifications that ``arrived``
+        (they go first: the handler learns them from the reply), then ``p``'s entries, state
+        and effects; the invocation stays RUNNING under the same token, its lease renewed.
+
+        Raises:
+            ConflictError: the record changed meanwhile (nothing applied).
+            CommitUnknownError: storage kept failing.
+        """
+        inv = st.inv
+        now = self._clock.now_ms()
+        batch = self._progress(st, p, state_version, now)
+        batch.entries = [*arrived.entries, *batch.entries]
+        batch.ops += arrived.ops
+        first_own = request_index + len(arrived.entries)
+        inv.checkpoint = (request_index, first_own, first_own + len(p.entries))
+        inv.lease_until_ms = now + self._policies.lease_ms(inv)
+        if not await self._commit(st, batch, inv.lease_until_ms, conflicts="raise"):
+            raise ConflictError("the checkpoint cannot be stored; the invocation was ended")
+
     # -- failures ------------------------------------------------------------------------------
 
     async def fail(self, st: Claimed, error: AttemptError, batch: _Batch | None = None) -> None:
@@ -262,12 +289,14 @@ class Settler:
         *,
         handover: Handover | None = None,
         expires_ms: int | None = None,
+        conflicts: str = "settle",
     ) -> bool:
         """Commit ``st.inv`` with ``batch``; True when applied (then follow it up).
 
         A conflict on the record means the invocation changed under the attempt (killed,
         paused, taken over): the attempt is dropped and the invocation looked at again. A
         conflict elsewhere repeats on every try, so it fails the attempt with backoff.
+        ``conflicts="raise"``: raise them instead (a checkpoint decides for itself).
         """
         inv = st.inv
         pk = keys.inv(inv.id)
@@ -292,6 +321,8 @@ class Settler:
                 first = len(ops) - len(handover.ops)
                 if first <= exc.index < len(ops):
                     raise _LockMoved from exc
+            if conflicts == "raise":
+                raise
             await self._lost(st, exc)
             return False
         except (CommitTooLargeError, ValueTooLargeError) as exc:

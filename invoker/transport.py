@@ -93,6 +93,12 @@ class AsgiTransport:
             "server": ("127.0.0.1", 0),
             "extensions": {},
         }
+        if request.checkpoint is not None:
+            checkpointer, token = request.checkpoint
+            scope["extensions"]["restate.checkpoint"] = {
+                "checkpointer": checkpointer,
+                "token": token,
+            }
         sent = False
         status = 500
         headers: dict[str, str] = {}

@@ -184,6 +184,11 @@ class _CuttingApp:
             if not message.get("more_body", False):
                 break
         body = _seeded_start(b"".join(chunks))
+        # No checkpoint channel: every entry then comes back in a response, where it can be cut.
+        extensions = {
+            k: v for k, v in (scope.get("extensions") or {}).items() if k != "restate.checkpoint"
+        }
+        scope = {**scope, "extensions": extensions}
         sent = False
 
         async def inner_receive() -> Any:
