@@ -110,3 +110,26 @@ async def verify(ctx: restate.WorkflowSharedContext, code: str) -> None:
 
 
 app = restate.app([svc, counter, awaiter, signup])
+
+
+# Our SDK, which checkpoints each step in the middle of its attempt (the checkpoint channel).
+import restate_lambda  # noqa: E402
+
+ours = restate_lambda.Service("OSteps")
+
+
+@ours.handler()
+async def osteps(ctx: restate_lambda.Context, n: int) -> list[int]:
+    return [await ctx.run_typed(f"ostep-{i}", bump, name=f"ostep-{i}") for i in range(n)]
+
+
+@ours.handler()
+async def ocall(ctx: restate_lambda.Context, n: int) -> int:
+    """A step, then a send (its effect goes out with the next checkpoint or the end)."""
+    first = await ctx.run_typed("before", bump, name="ocall-before")
+    ctx.generic_send("FCounter", "add", str(n).encode(), key="ocall")
+    await ctx.run_typed("after", bump, name="ocall-after")
+    return first
+
+
+ours_app = restate_lambda.app([ours])

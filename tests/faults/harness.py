@@ -207,6 +207,7 @@ def output(inv: rec.Invocation | None) -> Any:
 async def _start(backend: Backend, clock: ManualClock) -> Engine:
     engine = Engine(backend, clock, Transports(), CONFIG)
     engine.transports.asgi.mount("faults", app.app)
+    engine.transports.asgi.mount("ours", app.ours_app)
     await engine.start()
     return engine
 
@@ -216,6 +217,7 @@ async def fresh_store(make: Callable[[], Backend], clock: ManualClock) -> Backen
     inner = make()
     setup = await _start(inner, clock)
     await setup.register_deployment("asgi://faults")
+    await setup.register_deployment("asgi://ours")
     await setup.close()
     return inner
 

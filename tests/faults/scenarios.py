@@ -262,6 +262,33 @@ async def _fan_check(w: World) -> list[str]:
     return out
 
 
+# -- our SDK: steps and a send checkpointed in the middle of the attempt ------------------------
+
+
+async def _ours(w: World) -> None:
+    await w.send("osteps", _t("OSteps", "osteps"), 3, idem="o")
+    await w.send("ocall", _t("OSteps", "ocall"), 1, idem="c")
+
+
+async def _ours_check(w: World) -> list[str]:
+    out = []
+    for inv in await w.invocations("OSteps", "osteps"):
+        steps = output(inv)
+        if not isinstance(steps, list) or len(steps) != 3:
+            out.append(f"osteps stored {inv.result}")
+            continue
+        for i, v in enumerate(steps):
+            if v > app.effects.get(f"ostep-{i}", 0):
+                out.append(f"step {i} result {v} was never produced")
+    ocalls = await w.invocations("OSteps", "ocall")
+    adds = [i for i in await w.invocations("FCounter", "add") if i.key == "ocall"]
+    if ocalls and len(adds) != 1:
+        out.append(f"the checkpointed send created {len(adds)} invocations")
+    if ocalls and (await w.state("FCounter", "ocall")).get("count") != 1:
+        out.append(f"the send applied: {await w.state('FCounter', 'ocall')}")
+    return out
+
+
 SCENARIOS = [
     Scenario("greet", [_greet], _greet_check),
     Scenario("idempotent call", [_idem], _idem_check),
@@ -273,4 +300,5 @@ SCENARIOS = [
     Scenario("cancel+compensate", [_cancel_start, _cancel], _cancel_check),
     Scenario("admin kill", [_kill_start, _kill], _kill_check),
     Scenario("100 sends", [_fan], _fan_check),
+    Scenario("our SDK, checkpoints", [_ours], _ours_check),
 ]
