@@ -120,8 +120,10 @@ class Entry:
     detail: str = ""
     #: the entry's own value (input, output, state value, call parameter, completion value)
     value: str | None = None
-    #: a command's result, from the notification that completed it
+    #: a command's result, from the notification that completed it (a value or a failure)
     result: str | None = None
+    result_failure: str | None = None
+    #: the entry's own failure (an output's, a completed promise's, a notification's)
     failure: str | None = None
     completed: bool | None = None
     wakeup_at: str | None = None
@@ -269,7 +271,7 @@ def timeline(
             else:
                 command.completed_by = entry.index
                 command.completed = True
-                command.result, command.failure = entry.value, entry.failure
+                command.result, command.result_failure = entry.value, entry.failure
                 if entry.failure is None and command.result is None:
                     command.result = "(done)"
         entries.append(entry)

@@ -87,7 +87,8 @@ def test_commands_get_the_results_of_their_completions() -> None:
     assert 1 == entries[2].completes
     call = entries[3]
     assert ("Greeter/greet", '"hi"', "inv_1child") == (call.detail, call.value, call.invoked_id)
-    assert "[418] no" == call.failure and call.completed and 5 == call.completed_by
+    assert "[418] no" == call.result_failure and call.completed and 5 == call.completed_by
+    assert "[418] no" == entries[5].failure
     sleep = entries[6]
     assert ("2026-08-22T10:00:00.000Z", False) == (sleep.wakeup_at, sleep.completed)
     assert ("count", "3") == (entries[7].detail, entries[7].value)

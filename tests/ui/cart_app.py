@@ -8,7 +8,12 @@ from datetime import timedelta
 import restate_lambda as restate
 
 cart = restate.VirtualObject("Cart")
-desk = restate.Service("Desk")
+desk = restate.Service(
+    "Desk",
+    invocation_retry_policy=restate.InvocationRetryPolicy(
+        initial_interval=timedelta(milliseconds=200), max_interval=timedelta(seconds=1)
+    ),
+)
 log = restate.getLogger("desk")
 
 

@@ -3,9 +3,17 @@ exception (retryable) inside a ``ctx.run``, so the SDK sends its stack trace."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import restate
 
-shop = restate.Service("Shop")
+#: Retries every 200 ms to 1 s (not Restate's 10 s), so a test sees them and a cancel lands soon.
+shop = restate.Service(
+    "Shop",
+    invocation_retry_policy=restate.InvocationRetryPolicy(
+        initial_interval=timedelta(milliseconds=200), max_interval=timedelta(seconds=1)
+    ),
+)
 
 
 def charge_card(order: str, amount: int) -> str:

@@ -14,6 +14,7 @@
 
   const $ = (id) => document.getElementById(id);
   let generation = 0;
+  let afterNavigation = null;  // [message, kind] to flash once the next view is asked for
 
   function token() {
     return sessionStorage.getItem(TOKEN_KEY);
@@ -33,8 +34,12 @@
     el.hidden = !message;
   }
 
+  function rawRoute() {
+    return location.hash.replace(/^#\/?/, "");
+  }
+
   function route() {
-    const raw = location.hash.replace(/^#\/?/, "");
+    const raw = rawRoute();
     const at = raw.indexOf("?");
     const path = decodeURIComponent(at < 0 ? raw : raw.slice(0, at)) || "invocations";
     const query = at < 0 ? "" : raw.slice(at + 1);
@@ -68,12 +73,24 @@
     $("token").focus();
   }
 
+  // The view element says which route it shows (data-route) and whether it is loading
+  // (aria-busy): tests and assistive technology can wait for a view.
+  function settled(view, raw) {
+    view.dataset.route = raw;
+    view.removeAttribute("aria-busy");
+  }
+
   async function load() {
     const mine = ++generation;
+    const raw = rawRoute();
     const { path, query } = route();
+    const view = $("view");
+    view.setAttribute("aria-busy", "true");
     markNav(path, query);
     if (!ROUTES.test(path)) {
       flash("Unknown page: " + path, "error");
+      view.replaceChildren();
+      settled(view, raw);
       return;
     }
     let response;
@@ -84,7 +101,10 @@
         cache: "no-store",
       });
     } catch (e) {
-      flash("The admin API cannot be reached: " + e.message, "error");
+      if (mine === generation) {
+        flash("The admin API cannot be reached: " + e.message, "error");
+        settled(view, raw);
+      }
       return;
     }
     if (mine !== generation) return;  // a newer navigation won
@@ -94,22 +114,27 @@
           ? "The admin API refused this token: " + (await errorMessage(response))
           : "This admin API needs its bearer token (RESTATE_LAMBDA_ADMIN_TOKEN).",
       );
+      settled(view, raw);
       return;
     }
     if (!response.ok || !(response.headers.get("content-type") || "").startsWith("text/html")) {
       const message = await errorMessage(response);
-      $("view").hidden = false;
-      $("view").replaceChildren();
+      if (mine !== generation) return;
+      view.hidden = false;
+      view.replaceChildren();
       flash(message, "error");
+      settled(view, raw);
       return;
     }
+    const html = await response.text();
+    if (mine !== generation) return;
     $("login").hidden = true;
     $("logout").hidden = !token();
-    const view = $("view");
     view.hidden = false;
     // The view is HTML rendered and escaped by the server; the CSP allows no inline script.
-    view.innerHTML = await response.text();
+    view.innerHTML = html;
     document.title = "restate-lambda: " + (view.querySelector("h1")?.textContent || path);
+    settled(view, raw);
   }
 
   function hashFromForm(form) {
@@ -156,6 +181,12 @@
       flash(action + " refused: " + (await errorMessage(response)), "error");
       return;
     }
+    if (action === "purge") {
+      // nothing left to show: back to the list, saying what happened
+      afterNavigation = ["purge accepted: " + id + " is deleted", "ok"];
+      location.hash = "#/invocations";
+      return;
+    }
     flash(action + " accepted for " + id, "ok");
     // cancel and resume take effect in the background: look again shortly
     setTimeout(load, action === "cancel" || action === "resume" ? 700 : 100);
@@ -196,7 +227,8 @@
   });
 
   window.addEventListener("hashchange", () => {
-    flash("", "");
+    flash(...(afterNavigation || ["", ""]));
+    afterNavigation = null;
     load();
   });
 
