@@ -85,6 +85,8 @@ async def test_pages_show_invocations_timeline_state_and_services(
         assert ids["nap"] in suspended and ids["file"] not in suspended
         old = (await ui.get("/ui/views/invocations?to=2000-01-01")).text
         assert "No invocations match" in old
+        quoted = await ui.get("/ui/views/invocations", params={"key": "o'brien'; --"})
+        assert 200 == quoted.status_code and "No invocations match" in quoted.text
         assert ("SELECT" in listing) is use_sql  # the SQL behind the page, when there is SQL
 
         page = (await ui.get(f"/ui/views/invocations/{ids['buy']}")).text
