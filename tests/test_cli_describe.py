@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,6 @@ from typer.testing import CliRunner
 import infra.cli_admin
 from infra.cli import app
 from tests.support.dev import DevServer, cli
-from tests.ui.conftest import _drain
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -31,7 +29,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevServer
     )
     try:
         server.wait_for("(ready)")
-        threading.Thread(target=_drain, args=(server,), daemon=True).start()
+        server.drain()
 
         def send(path: str, body: Any) -> str:
             r = httpx.post(f"{server.ingress}{path}/send", json=body, timeout=10)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,11 +125,9 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiRuntime]:
         "tests/ui/cart_app.py",
         extra=("--admin-token", TOKEN),
     )
-    drain: threading.Thread | None = None
     try:
         server.wait_for("(ready)")
-        drain = threading.Thread(target=_drain, args=(server,), daemon=True)
-        drain.start()  # failing invocations log on every retry: never let the pipe fill up
+        server.drain()  # failing invocations log on every retry: never let the pipe fill up
         ingress = server.ingress
         ids = {
             "buy": _send(ingress, "/Shop/buy", '"o-1"'),
@@ -150,29 +145,7 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiRuntime]:
             time.sleep(0.2)
         yield runtime
     finally:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGTERM)
-            try:
-                server.process.wait(20)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait(5)
-        if drain is not None:
-            drain.join(5)
-
-
-def _drain(server: DevServer) -> None:
-    """Read the server's output until it exits (into ``server.output``)."""
-    assert server.process.stdout is not None
-    fd = server.process.stdout.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            return
-        server.output += chunk.decode("utf-8", "replace")
+        server.stop()
 
 
 def screenshot(page: Any, name: str) -> Path:
