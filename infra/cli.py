@@ -97,6 +97,13 @@ def dev(
         typer.Option(help="Seconds requests in flight get after Ctrl-C (a second one forces)."),
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="RESTATE_LAMBDA_LOG_FORMAT",
+            help="Log lines as 'text' or 'json' (one object per line, with invocation ids).",
+        ),
+    ] = "text",
     admin_token: Annotated[
         str | None,
         typer.Option(
@@ -122,12 +129,16 @@ def dev(
         PortInUseError,
         serve,
     )
+    from infra.logging_setup import configure_logging, parse_log_format
 
     try:
         level = logging.getLevelNamesMapping()[log_level.upper()]
     except KeyError:
         fail(f"unknown --log-level {log_level!r}: use DEBUG, INFO, WARNING or ERROR", EXIT_USAGE)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(level, parse_log_format(log_format))
+    except ValueError:
+        fail(f"unknown --log-format {log_format!r}: use text or json", EXIT_USAGE)
     options = DevOptions(
         ingress_port=ingress_port,
         admin_port=admin_port,

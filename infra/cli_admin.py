@@ -6,6 +6,8 @@ of :mod:`infra.cli_output`.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,6 +16,7 @@ import typer
 from infra.cli_output import (
     EXIT_NOT_FOUND,
     admin_call,
+    admin_query,
     fail,
     json_value,
     note,
@@ -192,31 +195,87 @@ def _get_invocation(admin_url: str, invocation_id: str) -> Any:
 def invocations_describe(
     invocation_id: str, admin_url: AdminUrl = DEFAULT_ADMIN, json_: Json = False
 ) -> None:
-    """Show one invocation and its journal."""
+    """Show one invocation: its facts, its journal (entry names, values, results, wake-up
+    times) and the stack trace of its last failed attempt."""
+    from ingress.ui.timeline import failure_of, iso_time, timeline
+
     row = _get_invocation(admin_url, invocation_id)
+    literal = sql_string(row["id"])
+    found = admin_query(admin_url, f"select * from sys_invocation where id = {literal}")
+    journal = admin_query(
+        admin_url,
+        "select index, entry_type, name, completed, invoked_id, invoked_target, sleep_wakeup_at, "
+        f"promise_name, raw_length, entry_json, appended_at from sys_journal where id = {literal} "
+        "order by index",
+    )
+    events = admin_query(
+        admin_url, f"select event_json from sys_journal_events where id = {literal}"
+    )
+    inv = found[0] if found else row
+    failure, related = failure_of(inv, events or [])
+    entries = timeline(journal, failure, related) if journal is not None else None
     if json_:
-        print_json(row)
+        out = dict(row)
+        if entries is not None:
+            out["timeline"] = [dataclasses.asdict(e) for e in entries]
+        print_json(out)
         return
-    facts = [
+    facts: list[tuple[str, Any]] = [
         ("id", row["id"]),
         ("target", row["target"]),
         ("status", row["status"]),
-        ("created", when(row.get("created_at"))),
-        ("deployment", row.get("pinned_deployment_id") or ""),
-        ("retries", row.get("retry_count") or 0),
+        ("created", iso_time(inv.get("created_at"))),
+        ("modified", iso_time(inv.get("modified_at"))),
     ]
-    if row.get("last_failure"):
-        related = row.get("last_failure_related_command")
-        where = f" at {related}" if related else ""
-        code = row.get("last_failure_error_code")
-        facts.append(("last failure", f"[{code}] {row['last_failure']}{where}"))
+    for label, column in (("completed", "completed_at"), ("scheduled for", "scheduled_start_at")):
+        if inv.get(column):
+            facts.append((label, iso_time(inv[column])))
+    facts += [
+        ("deployment", inv.get("pinned_deployment_id") or ""),
+        ("retries", inv.get("retry_count") or 0),
+    ]
+    if inv.get("next_retry_at"):
+        facts.append(("next retry", iso_time(inv["next_retry_at"])))
+    if failure is not None:
+        where = f" at {failure.related}" if failure.related else ""
+        facts.append(("last failure", f"{failure.message}{where}"))
+    elif row.get("last_failure"):
+        facts.append(("last failure", str(row["last_failure"]).split("\n")[0]))
     if row.get("completion_result"):
         facts.append(("result", row.get("completion_failure") or row["completion_result"]))
     table(["", ""], facts)
-    journal = row.get("journal", [])
-    if journal:
+    if entries is None:  # no SQL on this admin API: the journal's entry types and sizes
+        if row.get("journal"):
+            say("")
+            table(
+                ["#", "ENTRY", "BYTES"],
+                ((e["index"], e["entry_type"], e["size"]) for e in row["journal"]),
+            )
+        return
+    if entries:
         say("")
-        table(["#", "ENTRY", "BYTES"], ((e["index"], e["entry_type"], e["size"]) for e in journal))
+        table(["#", "ENTRY", "ABOUT", "VALUE", "RESULT", "TIME"], _journal_lines(entries))
+    if failure is not None and failure.stacktrace:
+        say("")
+        say("stack trace of the last failed attempt:")
+        say(failure.stacktrace)
+
+
+def _journal_lines(entries: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows of the journal table: values cut at 80 characters, times ISO 8601 UTC."""
+    from ingress.ui.timeline import cut
+
+    for e in entries:
+        about = " ".join(x for x in (e.detail, e.invoked_id or "") if x)
+        value = e.value if e.failure is None else f"{e.value or ''} {e.failure}".strip()
+        result = e.result if e.result_failure is None else e.result_failure
+        if e.attempts is not None:
+            result = f"failing: {e.attempts.message} ({e.attempts.retry_count}x)"
+        elif e.category == "command" and e.completed is False:
+            result = "(waiting)"
+        when = f"wakes {e.wakeup_at}" if e.wakeup_at else (e.appended_at or "")
+        index = "" if e.kind == "Attempt" else e.index
+        yield (index, e.title, about, cut(value or "", 80), cut(result or "", 80), when)
 
 
 def _manage(action: str, invocation_id: str, admin_url: str) -> None:

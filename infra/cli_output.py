@@ -120,6 +120,36 @@ def admin_call(
         fail(f"the admin API answered {method} {path} with something that is not JSON")
 
 
+def admin_query(admin_url: str, sql: str, *, timeout: float = 60) -> list[dict[str, Any]] | None:
+    """Rows of ``sql`` from ``POST /query`` (JSON), or None when the admin API answers no SQL
+    (no ``sql`` extra: 501) or refuses this query (a note says why)."""
+    import httpx
+
+    token = admin_token()
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers["accept"] = "application/json"
+    try:
+        response = httpx.post(
+            admin_url.rstrip("/") + "/query",
+            json={"query": sql},
+            headers=headers,
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        note(f"the admin API did not answer SQL ({type(exc).__name__})")
+        return None
+    if response.status_code == 501:
+        return None
+    if response.status_code >= 400:
+        note(f"the admin API refused SQL: {_error_message(response)}")
+        return None
+    try:
+        rows = response.json().get("rows")
+    except (ValueError, AttributeError):
+        return None
+    return rows if isinstance(rows, list) else None
+
+
 def _error_message(response: Any) -> str:
     try:
         body = response.json()

@@ -400,6 +400,7 @@ async def _run_servers(
             uvicorn.Config(
                 _AnswerOnShutdown(app, stop, options.shutdown_timeout),
                 log_level="warning",
+                log_config=None,  # uvicorn's loggers propagate: one format (--log-format)
                 lifespan="off",
                 access_log=False,
                 http=_http_impl(),

@@ -19,10 +19,10 @@ Importing this module does no I/O and imports neither boto3 nor Mangum.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from infra.aws_runtime import AwsRuntime
+from infra.logging_setup import configure_lambda_logging
 from infra.settings import AwsSettings
 
 _runtime: AwsRuntime | None = None
@@ -33,7 +33,7 @@ def runtime() -> AwsRuntime:
     global _runtime
     if _runtime is None:
         settings = AwsSettings.from_env()
-        logging.getLogger("restate_lambda").setLevel(settings.log_level)
+        configure_lambda_logging(settings.log_level)
         _runtime = AwsRuntime(settings)
     return _runtime
 

@@ -19,6 +19,8 @@
 ``RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL``,     Invoke endpoint); unset on AWS
 ``RESTATE_LAMBDA_STS_ENDPOINT_URL``
 ``RESTATE_LAMBDA_LOG_LEVEL``                logging level (default ``INFO``)
+``RESTATE_LAMBDA_LOG_FORMAT``               ``json``: one JSON object per log line (see
+                                            :mod:`infra.logging_setup`); default ``text``
 ``RESTATE_LAMBDA_MAX_HEADERS``              most request headers at the ingress (default 100;
                                             431 beyond)
 ``RESTATE_LAMBDA_MAX_HEADER_BYTES``         most bytes of all headers (default 65536; 431)
@@ -35,7 +37,8 @@ The admin API of ``restate-lambda dev`` (:class:`AdminSettings`):
 
 ==========================================  =================================================
 ``RESTATE_LAMBDA_ADMIN_TOKEN``              bearer token the admin API requires (every route
-                                            but ``GET /health``); mandatory when it listens on
+                                            but ``GET /health`` and the web UI's static
+                                            shell, ``/ui``); mandatory when it listens on
                                             a non-loopback address
 ``RESTATE_LAMBDA_ADMIN_ALLOWED_HOSTS``      comma-separated ``Host`` names accepted besides
                                             loopback ones (DNS-rebinding protection)

@@ -389,12 +389,15 @@ def create_admin_app(
     # No trailing-slash redirects: Starlette's would send Location with the decoded path
     # (``/services/..%2F`` -> ``/services/..``); an unknown path is a plain JSON 404.
     mounts: list[BaseRoute] = [
-        Mount(prefix, app=Router(routes=routes, redirect_slashes=False))
-        for prefix in _API_PREFIXES
+        Mount(prefix, app=Router(routes=routes, redirect_slashes=False)) for prefix in _API_PREFIXES
     ]
+    # The web UI (ingress/ui): /ui (static shell and assets, open) and /ui/views/* (token).
+    from ingress.ui.views import PUBLIC_PATHS, ui_routes
+
+    mounts += ui_routes(engine)
     app = Starlette(
         routes=[*routes, *mounts],
         exception_handlers={404: _http_exception, 405: _http_exception},
     )
     app.router.redirect_slashes = False
-    return AdminGuard(app, security or AdminSecurity())
+    return AdminGuard(app, security or AdminSecurity(), public_paths=PUBLIC_PATHS)

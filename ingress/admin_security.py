@@ -115,9 +115,14 @@ class AdminSecurity:
 class AdminGuard:
     """ASGI middleware enforcing an :class:`AdminSecurity` in front of the admin app."""
 
-    def __init__(self, app: ASGIApp, security: AdminSecurity) -> None:
+    def __init__(
+        self, app: ASGIApp, security: AdminSecurity, public_paths: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.security = security
+        #: paths answered to GET/HEAD without the token (e.g. the web UI's static shell: a
+        #: browser navigation cannot send one); the Host and Origin checks still apply
+        self.public_paths = frozenset(public_paths) | _OPEN_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse the request (401/403/415) or pass it on unchanged."""
@@ -194,7 +199,7 @@ class AdminGuard:
         self, headers: dict[str, str], method: str, path: str
     ) -> tuple[int, str] | None:
         expected = self.security.token
-        if expected is None or (method in ("GET", "HEAD") and path in _OPEN_PATHS):
+        if expected is None or (method in ("GET", "HEAD") and path in self.public_paths):
             return None
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():

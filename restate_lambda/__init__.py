@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         RestateDurableSleepFuture,
         SendHandle,
     )
+    from restate_lambda.logger import RestateLoggingFilter, getLogger
     from restate_lambda.options import InvocationRetryPolicy, RunOptions
     from restate_lambda.serde import (
         BytesSerde,
@@ -88,6 +89,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "endpoint": ("Endpoint",),
     "checkpoint": ("CheckpointBatch", "CheckpointError", "CheckpointFencedError", "Checkpointer"),
     "deadline": ("DeadlinePolicy",),
+    "logger": ("RestateLoggingFilter", "getLogger"),
 }
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
@@ -112,6 +114,7 @@ __all__ = [
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RestateLoggingFilter",
     "RetryableError",
     "RunOptions",
     "SdkInternalBaseException",
@@ -175,13 +178,6 @@ def app(
     endpoint.deadline = deadline
     endpoint.eager_runs = eager_runs
     return endpoint.app()
-
-
-def getLogger(name: str | None = None) -> Any:
-    """A standard logger (restate-sdk compatibility)."""
-    import logging
-
-    return logging.getLogger(name)
 
 
 def __getattr__(name: str) -> Any:

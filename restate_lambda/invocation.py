@@ -18,6 +18,7 @@ from restate_lambda.errors import (
     SuspendedException,
     TerminalError,
 )
+from restate_lambda.logger import current_machine
 from restate_lambda.options import RunOptions, millis
 from restate_lambda.run_retry import RunRetryPolicy
 from restate_lambda.server_context import context_class
@@ -162,6 +163,7 @@ class Attempt:
         """Execute the handler to completion, suspension or failure."""
         m = self.machine
         h = self.handler
+        token = current_machine.set(m)  # restate_lambda.getLogger's loggers ask it
         try:
             if h.arity >= 2:
                 try:
@@ -201,6 +203,7 @@ class Attempt:
             else:
                 m.notify_error(VMError(500, repr(e), stacktrace=traceback.format_exc()))
         finally:
+            current_machine.reset(token)
             self.request.attempt_finished_event.set()
             for task in self._tasks:
                 task.cancel()

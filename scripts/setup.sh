@@ -16,6 +16,20 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 if [[ "${SKIP_TOOLS:-0}" != "1" ]]; then
+  # Headless Chromium for the web UI's browser tests (tests/ui): Debian's package, driven by
+  # Playwright (never `playwright install`, which downloads browsers). Installed as root only;
+  # without it those tests skip, saying so.
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+      if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; then
+        apt-get update -q >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+          || echo "setup.sh: could not install chromium; the web UI's browser tests will be skipped" >&2
+      fi
+    else
+      echo "setup.sh: no chromium (apt-get install chromium as root); the web UI's browser tests will be skipped" >&2
+    fi
+  fi
   bash scripts/install_tools.sh
   bash scripts/dynamodb_local.sh install
   # AWS SAM CLI in its own venv (its pins fight the runtime's): `sam validate --lint` and

@@ -92,7 +92,7 @@ async def test_restate_lambda_cli(runtime: Runtime, ingress: httpx.AsyncClient, 
     listed = cli("invocations", "list", "--all")
     assert inv in listed and "completed" in listed, listed
     described = cli("invocations", "describe", inv)
-    assert "completed" in described and "OUTPUT_COMMAND" in described, described
+    assert "completed" in described and "Output" in described, described
     as_json = json.loads(cli("invocations", "describe", inv, "--json"))
     assert "completed" == as_json["status"]
     assert re.search(r"count\s+7", cli("kv", "get", "Counter", tag))

@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,28 @@ class DevServer:
             self.output += chunk.decode("utf-8", "replace")
         return self.output
 
+    def drain(self) -> threading.Thread:
+        """Keep reading the output into :attr:`output` in a thread, so that a server logging
+        a lot (failing invocations retrying) never blocks on a full pipe. Call
+        :meth:`wait_for` no more afterwards; read :attr:`output` instead."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+
+        def read() -> None:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                self.output += chunk.decode("utf-8", "replace")
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        self._drain = thread
+        return thread
+
     def signal(self, sig: int = signal.SIGINT) -> None:
         """Send ``sig``."""
         self.process.send_signal(sig)
@@ -93,6 +116,17 @@ class DevServer:
 
     def stop(self) -> None:
         """Stop it (gracefully, then for sure)."""
+        drained = getattr(self, "_drain", None)
+        if drained is not None:  # the thread reads the output: only wait for the exit
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
+            drained.join(5)
+            return
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
