@@ -9,11 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from invoker import records as rec
 from invoker.api import NotFoundError, Outcome, UnavailableError
 from invoker.store import Store
+
+log = logging.getLogger("restate_lambda.outcomes")
+
+
+def log_outcome(inv: rec.Invocation) -> None:
+    """One line per completed invocation, written by the process that committed it."""
+    target = (
+        f"{inv.service}/{inv.handler}"
+        if inv.key is None
+        else f"{inv.service}/{inv.key}/{inv.handler}"
+    )
+    took = max((inv.completed_ms or inv.modified_ms) - inv.created_ms, 0)
+    failure = inv.result.failure if inv.result is not None else None
+    extra = {"invocation_id": inv.id, "target": target, "duration_ms": took}
+    if failure is None:
+        log.info(
+            "invocation %s %s succeeded in %d ms",
+            inv.id,
+            target,
+            took,
+            extra={**extra, "outcome": "success"},
+        )
+    else:
+        log.warning(
+            "invocation %s %s failed in %d ms: [%d] %s",
+            inv.id,
+            target,
+            took,
+            failure.code,
+            failure.message,
+            extra={**extra, "outcome": "failure", "code": failure.code},
+        )
 
 
 def outcome_of(inv: rec.Invocation, *, first_response: bool = False) -> Outcome:
@@ -70,7 +103,9 @@ class LocalWaiters:
                 del self._futures[inv_id]
 
     def resolve(self, inv: rec.Invocation) -> None:
-        """``inv`` completed: hand its outcome to every local waiter."""
+        """``inv`` completed (a commit of this process): log it, hand its outcome to every
+        local waiter."""
+        log_outcome(inv)
         futures = self._futures.pop(inv.id, None)
         if not futures:
             return

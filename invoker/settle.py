@@ -249,6 +249,7 @@ class Settler:
             inv.retry_count,
             error.code,
             error.message,
+            extra={"invocation_id": inv.id, "stacktrace": error.stacktrace or None},
         )
         due: int | None
         if policy.max_attempts is not None and inv.retry_count >= policy.max_attempts:

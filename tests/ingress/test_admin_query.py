@@ -158,7 +158,7 @@ async def test_invocation_rows(env: TestEnvironment) -> None:
     assert retrying["status"] == "backing-off" and retrying["retry_count"] >= 1
     assert retrying["last_failure"].startswith("[500] ValueError('transient failure")
     assert "Traceback" in retrying["last_failure"]  # the SDK's stack trace, kept
-    assert retrying["next_retry_at"] > retrying["created_at"]
+    assert _instant(retrying["next_retry_at"]) > _instant(retrying["created_at"])
     status = await rows(env, f"select status from sys_invocation_status where id = '{flaky}'")
     assert status == [{"status": "invoked"}]
     state = await rows(env, f"select in_flight from sys_invocation_state where id = '{flaky}'")
@@ -366,3 +366,8 @@ def test_state_version_matches_restate() -> None:
         "RVM17P6x18Wp-JnzQ01BzmqCvhAunTOQI_az6Px3Zyk"
     )
     assert state_version({}) == "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+
+
+def _instant(rfc3339: str) -> datetime:
+    """An RFC 3339 time as a datetime (strings compare wrongly: "…00.500Z" < "…00Z")."""
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))

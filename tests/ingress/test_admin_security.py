@@ -202,4 +202,4 @@ def test_own_cli_sends_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESTATE_LAMBDA_ADMIN_TOKEN", TOKEN)
     result = CliRunner().invoke(app, ["deployments", "list"])
     assert result.exit_code == 0, result.output
-    assert seen == [{"authorization": f"Bearer {TOKEN}"}]
+    assert seen == [{"authorization": f"Bearer {TOKEN}", "accept": "application/json"}]
