@@ -354,8 +354,6 @@ async def serve(options: DevOptions) -> None:
         bind_socket(options.host, options.ingress_port, "--ingress-port"),
         bind_socket(options.host, options.admin_port, "--admin-port"),
     ]
-    from infra.failure_watch import FailureWatch
-
     try:
         with _data_dir_lock(options.data_dir):
             async with running_engine(options) as engine:
@@ -367,12 +365,7 @@ async def serve(options: DevOptions) -> None:
                     log.info("serving %s in process as %s", spec, uri)
                 for warning in await stale_in_process_deployments(engine, served):
                     log.warning("%s", warning)
-                watch = FailureWatch(lambda: engine)
-                watch.attach()
-                try:
-                    await _run_servers(options, engine, security, sockets, quiet_server, uvicorn)
-                finally:
-                    watch.detach()
+                await _run_servers(options, engine, security, sockets, quiet_server, uvicorn)
     finally:
         for sock in sockets:
             sock.close()

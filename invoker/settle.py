@@ -27,6 +27,7 @@ from invoker import keys
 from invoker import records as rec
 from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
 from invoker.config import EngineConfig
+from invoker.hopeless import never_succeeds
 from invoker.journal import Pending, encode_segment, satisfied
 from invoker.locks import Handover, ObjectLocks
 from invoker.outbox import Outbox
@@ -252,7 +253,22 @@ class Settler:
             extra={"invocation_id": inv.id, "stacktrace": error.stacktrace or None},
         )
         due: int | None
-        if policy.max_attempts is not None and inv.retry_count >= policy.max_attempts:
+        hopeless = never_succeeds(
+            f"{inv.service}/{inv.handler}", error.message, error.stacktrace, error.related_command
+        )
+        if hopeless is not None:
+            log.error(
+                "%s. Retrying cannot fix this: paused invocation %s; fix the handler, then "
+                "resume it (restate-lambda invocations resume %s)",
+                hopeless,
+                inv.id,
+                inv.id,
+                extra={"invocation_id": inv.id},
+            )
+            inv.status = rec.Status.PAUSED
+            inv.next_retry_ms = None
+            due = None
+        elif policy.max_attempts is not None and inv.retry_count >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
                 await self._end(
                     st, rec.Result(failure=rec.Failure(error.code, error.message)), batch

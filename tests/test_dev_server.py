@@ -150,7 +150,9 @@ def test_stops_within_its_deadline_while_a_call_waits(tmp_path: Path, sig: int) 
         caller.join(10)
         assert 503 == answer.get("status"), answer
         assert "shutting down" in json.loads(str(answer["body"]))["message"]
-        assert "Traceback" not in server.output, server.output
+        # The one traceback is the handler's failure, logged once; the shutdown adds none.
+        assert server.output.count("Traceback") <= 1, server.output
+        assert "Traceback" not in server.output or "buggy.py" in server.output, server.output
     finally:
         server.stop()
 

@@ -21,13 +21,13 @@ from backends.api import Backend
 from backends.memory import MemoryBackend
 from backends.sqlite import SqliteBackend
 from infra.app_check import app_problems
-from infra.failure_watch import FailureWatch, reason_of
 from ingress.admin_app import create_admin_app
 from ingress.ingress_app import create_ingress_app
 from invoker import keys
 from invoker.api import InvokeRequest, NotReadyError, Outcome, Target
 from invoker.config import EngineConfig
 from invoker.engine import Engine
+from invoker.hopeless import reason_of
 from invoker.journal import load_partition
 from invoker.lifecycle import Action
 from invoker.transport import Transports
@@ -132,7 +132,6 @@ class Harness:
         self.clock = ManualClock(default_start_ms() if start_ms is None else start_ms)
         self._apps: dict[str, Any] = {}
         self._follow = contextlib.ExitStack()
-        self._watch = FailureWatch(lambda: self.engine)
         self.engine = self._new_engine()
         self._ingress: httpx.AsyncClient | None = None
         self._admin: httpx.AsyncClient | None = None
@@ -180,8 +179,6 @@ class Harness:
     async def start(self) -> Harness:
         """Start the engine; from now on handlers in this process read the manual clock."""
         self._follow.enter_context(handlers_follow(self.clock))
-        self._watch.attach()
-        self._follow.callback(self._watch.detach)
         await self.engine.start()
         return self
 
@@ -246,10 +243,10 @@ class Harness:
             if self._before_round is not None:
                 await self._before_round()
             await self.engine.tick()
-            tasks = [*self.engine.pending(), *self._watch.pending()]
+            tasks = self.engine.pending()
             if not tasks:
                 await asyncio.sleep(0)
-                if not self.engine.pending() and not self._watch.pending():
+                if not self.engine.pending():
                     return
                 continue
             await asyncio.wait(tasks, timeout=5)
