@@ -7,8 +7,8 @@ duplicate is a create-if-absent conflict that turns into a read of the existing 
 
 from __future__ import annotations
 
-import logging
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from backends.api import ConflictError, Put, WriteOp
