@@ -210,6 +210,7 @@ async def run(config: ChaosConfig, workdir: Path) -> Report:
                 f"never acknowledged: {j.label}" for j in all_jobs if not j.invocation_id
             ]
             await _await_outputs(client, engines, acked, report, config.settle_s)
+            await _await_quiet(client, engines[0], report, config.settle_s)
             await _check_counters(client, engines[0], jobs, report)
             _check_steps(effects, kill_times, report)
     finally:
@@ -373,6 +374,27 @@ async def _await_outputs(
             await asyncio.sleep(1.0)
     for inv_id, job in pending.items():
         report.stuck.append(f"{job.label} ({inv_id})")
+
+
+async def _await_quiet(
+    client: httpx.AsyncClient, engine: _Engine, report: Report, settle_s: float
+) -> None:
+    """Wait until no invocation is left unfinished: the sends of completed invocations (not
+    acknowledged to any client) must have run too before counters are compared."""
+    deadline = time.monotonic() + settle_s
+    left: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        r = await client.get(f"{engine.admin}/invocations", params={"all": "false", "limit": 1000})
+        left = (
+            r.json()["invocations"]
+            if r.status_code == 200
+            else [{"status": f"HTTP {r.status_code}"}]
+        )
+        if not left:
+            return
+        await asyncio.sleep(1.0)
+    for row in left[:20]:
+        report.stuck.append(f"{row.get('target')} {row.get('id')} is {row.get('status')}")
 
 
 async def _check_counters(

@@ -21,6 +21,7 @@ import pytest
 from infra.testing import test_environment as make_environment
 from invoker.api import BadRequestError
 from invoker.request_identity import RequestSigner, generate_pem
+from restate_lambda.clock import SystemClock
 from tests.support.processes import ManagedProcess, free_ports, http_ok, wait_until
 from tests.support.runtimes import (
     REPO_ROOT,
@@ -106,7 +107,9 @@ async def test_our_runtime_without_the_key_cannot_register(signed_app: str) -> N
 
 async def test_our_runtime_signs_and_the_official_sdk_accepts(signed_app: str) -> None:
     async with make_environment() as env:
-        env.engine.transports.signer = RequestSigner.from_pem(PEM, env.clock)
+        # The SDK runs in another process on wall time: the tokens must carry wall time too
+        # (the environment's manual clock runs ahead of it).
+        env.engine.transports.signer = RequestSigner.from_pem(PEM, SystemClock())
         r = await env.admin.post("/deployments", json={"uri": signed_app, "use_http_11": True})
         assert r.status_code in (200, 201), r.text
         for name in ("Ada", "Grace"):
