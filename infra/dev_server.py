@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import importlib.util
@@ -177,7 +178,13 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
     )
     clock = SystemClock()
     signer = dev_signer(options.data_dir, clock)
-    engine = RuntimeEngine(backend, clock, Transports(signer=signer), EngineConfig.from_env())
+    config = EngineConfig.from_env()
+    if config.checkpoint_url is None:
+        # Handlers served over HTTP checkpoint their steps at this process's ingress.
+        host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+        url = f"http://{host}:{options.ingress_port}/restate-lambda/checkpoint"
+        config = dataclasses.replace(config, checkpoint_url=url)
+    engine = RuntimeEngine(backend, clock, Transports(signer=signer), config)
     if signer is not None:
         log.info("signing requests to deployments as %s", signer.public_key)
     try:

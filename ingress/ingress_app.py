@@ -23,6 +23,7 @@ from ingress.paths import (
     AwakeableRoute,
     ByIdempotencyKey,
     ByWorkflow,
+    CheckpointRoute,
     HealthRoute,
     IngressRoute,
     InvocationRef,
@@ -39,6 +40,7 @@ from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
 from ingress.visibility import refuse_private_invocation, refuse_private_ref
 from invoker.api import EngineApi, EngineError, InvokeRequest, NotFoundError, Target
+from restate_lambda.checkpoint import HEADER_JOURNAL_INDEX, HEADER_TOKEN
 
 _INVOKE_METHODS = frozenset({"GET", "POST"})
 #: Headers restate-server neither persists nor forwards to the handler (plus hop-by-hop ones).
@@ -143,6 +145,8 @@ class _IngressHandler:
                 return await self._json_target(mode, request)
             case AwakeableRoute(awakeable_id, action):
                 return await self._awakeable(awakeable_id, action, request)
+            case CheckpointRoute():
+                return await self._checkpoint(request)
         raise AssertionError(f"unhandled route {route!r}")  # pragma: no cover
 
     async def _resolve_legacy(self, segments: tuple[str, ...]) -> InvokeRoute:
@@ -242,6 +246,26 @@ class _IngressHandler:
         if mode == "lookup":
             return JSONResponse({"invocationId": await self._visible_id(ref)})
         return await self._read(ref, "attach" if mode == "attach" else "output")
+
+    async def _checkpoint(self, request: Request) -> Response:
+        """``POST /restate-lambda/checkpoint``: a handler makes its steps durable in the middle
+        of an attempt (see :mod:`restate_lambda.checkpoint`)."""
+        if request.method != "POST":
+            raise _method_not_allowed()
+        headers = request.headers
+        invocation_id = headers.get("x-restate-invocation-id")
+        token = headers.get(HEADER_TOKEN)
+        index = headers.get(HEADER_JOURNAL_INDEX, "")
+        if not invocation_id or not token or not index.isdigit() or len(index) > 12:
+            raise IngressHttpError(
+                400,
+                f"a checkpoint needs the headers x-restate-invocation-id, {HEADER_TOKEN} and "
+                f"{HEADER_JOURNAL_INDEX} (a number)",
+            )
+        body = await read_body(request, self.max_body_bytes)
+        reply = await self.engine.checkpoint(invocation_id, token, int(index), body)
+        content_type = headers.get("content-type", "application/vnd.restate.invocation.v5")
+        return Response(reply, status_code=200, media_type=content_type)
 
     async def _awakeable(self, awakeable_id: str, action: str, request: Request) -> Response:
         if request.method != "POST":

@@ -255,6 +255,27 @@ def _ingress_paths() -> dict[str, JsonDict]:
                     errors=(400,),
                 ),
             }
+    header = {"type": "string"}
+    paths["/restate-lambda/checkpoint"] = {
+        "post": _op(
+            "ingress",
+            "a handler's checkpoint: make its steps durable mid-attempt (restate-lambda)",
+            params=[
+                _param("x-restate-invocation-id", header, "header", True),
+                _param("x-restate-checkpoint-token", header, "header", True),
+                _param(
+                    "x-restate-journal-index",
+                    {"type": "string", "pattern": "^[0-9]+$"},
+                    "header",
+                    True,
+                ),
+            ],
+            body={"description": "framed service-protocol messages"},
+            body_type="application/vnd.restate.invocation.v5",
+            ok={"200": "durable; framed notifications journaled ahead of the batch"},
+            errors=(400, 409),
+        )
+    }
     return paths
 
 

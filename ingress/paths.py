@@ -26,6 +26,12 @@ class HealthRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointRoute:
+    """``POST /restate-lambda/checkpoint``: a handler's checkpoint (restate-lambda's own; see
+    :mod:`restate_lambda.checkpoint`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LegacyInvokeRoute:
     """``/{Svc}/{handler}[/send]`` or ``/{Obj}/{key}/{handler}[/send]``; needs the service type."""
 
@@ -90,7 +96,13 @@ class AwakeableRoute:
 
 
 IngressRoute = (
-    HealthRoute | LegacyInvokeRoute | InvokeRoute | ReadRoute | JsonTargetRoute | AwakeableRoute
+    HealthRoute
+    | LegacyInvokeRoute
+    | InvokeRoute
+    | ReadRoute
+    | JsonTargetRoute
+    | AwakeableRoute
+    | CheckpointRoute
 )
 
 
@@ -163,6 +175,8 @@ def parse_route(segments: list[str], method: str) -> IngressRoute:
         raise IngressHttpError(400, "bad path: /")
     if segments[0] == "restate":
         return _restate_route(segments[1:], method)
+    if segments == ["restate-lambda", "checkpoint"]:
+        return CheckpointRoute()
     if len(segments) < 2 or len(segments) > 4:
         raise IngressHttpError(400, LEGACY_BAD_PATH)
     return LegacyInvokeRoute(tuple(segments))

@@ -180,6 +180,14 @@ class EngineApi(Protocol):
         """Raise NotFoundError/BadRequestError if ``target`` is unknown, private or misaddressed."""
         ...
 
+    async def checkpoint(
+        self, invocation_id: str, token: str, journal_index: int, frames: bytes
+    ) -> bytes:
+        """Commit a handler's checkpoint (see :mod:`restate_lambda.checkpoint`); the framed
+        notifications journaled ahead of it. ConflictingRequestError when the attempt was fenced
+        off, BadRequestError for a malformed batch."""
+        ...
+
     async def refresh_registry(self) -> bool:
         """Pick up deployments registered through other engines on the same store (one read
         when nothing changed); True when something did. The ingress calls it on a lookup miss

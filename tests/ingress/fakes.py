@@ -256,6 +256,12 @@ class FakeEngine:
         """The recorded target of a known invocation."""
         return self.targets.get(invocation_id)
 
+    async def checkpoint(
+        self, invocation_id: str, token: str, journal_index: int, frames: bytes
+    ) -> bytes:
+        """The fake engine runs no attempts: every checkpoint is fenced off."""
+        raise ConflictingRequestError(f"no attempt of {invocation_id} is running")
+
     async def refresh_registry(self) -> bool:
         """The fake registry never changes behind the fake's back."""
         return False

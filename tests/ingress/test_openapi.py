@@ -12,6 +12,7 @@ from ingress.admin_app import _AdminEndpoints
 from ingress.errors import IngressHttpError
 from ingress.paths import (
     AwakeableRoute,
+    CheckpointRoute,
     HealthRoute,
     InvokeRoute,
     JsonTargetRoute,
@@ -97,5 +98,6 @@ async def test_every_ingress_path_is_a_route(admin: httpx.AsyncClient) -> None:
         ReadRoute,
         JsonTargetRoute,
         AwakeableRoute,
+        CheckpointRoute,
     }
     assert kinds == {k.__name__ for k in expected}
