@@ -59,12 +59,14 @@ from invoker.policies import Leases, Policies
 from invoker.ports import Dispatcher
 from invoker.promises import Promises
 from invoker.registry import Registry
+from invoker.restart import Restarts
 from invoker.results import Results
 from invoker.runner import Runner
 from invoker.schedules import Schedules, request_kwargs, schedule_json
 from invoker.settle import Settler
 from invoker.store import Store
 from invoker.submission import Submission, idempotent_id, invocation_id_for
+from invoker.subscriptions import Subscriptions, subscription_json
 from invoker.sweeper import Sweeper
 from invoker.tasks import Background
 from invoker.transport import Transports
@@ -157,6 +159,8 @@ class Engine(Admin):
             backend, committer, clock, config, outbox, registry, drivers.kick.set
         )
         self.sweeper.on_due(keys.SCHEDULE_PREFIX, self._fire_schedule)
+        self.subscriptions = Subscriptions(backend, committer, clock, registry)
+        self.restarts = Restarts(store, committer, clock, registry, leases, locks, drivers)
 
     @property
     def run_locally(self) -> bool:
@@ -432,6 +436,44 @@ class Engine(Admin):
     async def pause_schedule(self, schedule_id: str, paused: bool) -> dict[str, Any]:
         """``PATCH /schedules/{id}/pause`` and ``.../resume``."""
         return schedule_json(await self.schedules.set_paused(schedule_id, paused))
+
+    # -- lifecycle operations with arguments -----------------------------------------------------
+
+    async def restart_as_new(
+        self, invocation_id: str, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """``PATCH /invocations/{id}/restart-as-new``: the new invocation's id."""
+        return await self.restarts.restart_as_new(invocation_id, from_index, deployment)
+
+    async def resume_invocation(self, invocation_id: str, deployment: str | None = None) -> None:
+        """``PATCH /invocations/{id}/resume?deployment=``."""
+        await self.lifecycle.manage(invocation_id, "resume", deployment=deployment)
+
+    # -- event subscriptions -------------------------------------------------------------------
+
+    async def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /subscriptions``."""
+        return subscription_json(await self.subscriptions.create(body))
+
+    async def list_subscriptions(self) -> list[dict[str, Any]]:
+        """``GET /subscriptions``."""
+        return [subscription_json(s) for s in await self.subscriptions.all()]
+
+    async def get_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """``GET /subscriptions/{id}``."""
+        return subscription_json(await self.subscriptions.get(subscription_id))
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """``DELETE /subscriptions/{id}``."""
+        await self.subscriptions.delete(subscription_id)
+
+    async def handle_event_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Deliver a Lambda event-source batch (SQS, Kinesis, DynamoDB Streams, Kafka) to the
+        subscriptions of its source; the partial batch response (:mod:`invoker.event_sources`)."""
+        from invoker.event_sources import handle_batch
+
+        await self.registry.refresh_if_stale(self.config.registry_refresh_ms)
+        return await handle_batch(batch, self.subscriptions, self.registry, self.send)
 
 
 #: The engine with the admin operations (one class now; the name is kept for callers).
