@@ -43,6 +43,7 @@ from invoker.outbox import Outbox
 from invoker.registry import Registry
 from invoker.registry_model import ServiceInfo
 from restate_lambda.clock import Clock
+from restate_lambda.options import SCHEDULES_METADATA_KEY
 
 log = logging.getLogger("restate_lambda.schedules")
 
@@ -53,7 +54,7 @@ SCHEDULE_HEADER = "x-restate-schedule-id"
 TICK_HEADER = "x-restate-schedule-tick"
 #: Handler metadata declaring schedules in code: a cron expression, or a JSON list of objects
 #: ``{"cron", "timezone"?, "name"?, "key"?, "body"?, "missed_ticks"?, "max_catch_up"?}``.
-METADATA_KEY = "restate_lambda.schedules"
+METADATA_KEY = SCHEDULES_METADATA_KEY
 #: Most ticks one :meth:`Schedules.fire` call commits (the rest stay due for the next sweep).
 _TICKS_PER_FIRE = 500
 

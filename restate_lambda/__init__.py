@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         RestateDurableSleepFuture,
         SendHandle,
     )
-    from restate_lambda.options import InvocationRetryPolicy, RunOptions
+    from restate_lambda.options import InvocationRetryPolicy, RunOptions, Schedule
     from restate_lambda.serde import (
         BytesSerde,
         DefaultSerde,
@@ -75,7 +75,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RestateDurableSleepFuture",
         "SendHandle",
     ),
-    "options": ("InvocationRetryPolicy", "RunOptions"),
+    "options": ("InvocationRetryPolicy", "RunOptions", "Schedule"),
     "serde": (
         "BytesSerde",
         "DefaultSerde",
@@ -114,6 +114,7 @@ __all__ = [
     "RestateDurableSleepFuture",
     "RetryableError",
     "RunOptions",
+    "Schedule",
     "SdkInternalBaseException",
     "SendHandle",
     "Serde",

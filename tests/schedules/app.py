@@ -27,6 +27,16 @@ async def declared(ctx: restate.Context) -> None:
     calls.append(("Cron/declared", ctx.request().headers.get("x-restate-schedule-tick"), None))
 
 
+@cron.handler(
+    schedules=[
+        restate.Schedule("0 9 * * MON-FRI", timezone="Europe/Berlin", name="weekdays"),
+        restate.Schedule("@hourly", name="hourly", body={"every": "hour"}),
+    ]
+)
+async def typed(ctx: restate.Context, arg: Any = None) -> None:
+    calls.append(("Cron/typed", ctx.request().headers.get("x-restate-schedule-tick"), arg))
+
+
 ticks = restate.VirtualObject("Ticks")
 
 

@@ -144,10 +144,20 @@ async def test_declared_in_code(cluster: Cluster) -> None:
     """``Cron/declared`` declares ``*/5 * * * *`` in its metadata: registering created it."""
     listed = await cluster.engines[0].list_schedules()
     declared = [s for s in listed if s["origin"] == "code"]
-    assert [s["id"] for s in declared] == ["Cron.declared"]
+    assert [s["id"] for s in declared] == [
+        "Cron.declared",
+        "Cron.typed.hourly",
+        "Cron.typed.weekdays",
+    ]
     assert declared[0]["cron"] == "*/5 * * * *"
+    weekdays = declared[2]
+    assert weekdays["timezone"] == "Europe/Berlin"
+    # 2026-01-01 is a Thursday: 09:00 in Berlin (winter) is 08:00 UTC.
+    assert weekdays["next_tick"] == "2026-01-01T08:00:00.000Z"
+    assert declared[1]["body"] == {"every": "hour"}
     await cluster.advance(30 * MINUTE)
     assert len([n for n, *_ in app.calls if n == "Cron/declared"]) == 6
+    assert [a for n, _t, a in app.calls if n == "Cron/typed"] == []
     # Registering again keeps its next tick and counters.
     await cluster.engines[1].register_deployment("asgi://sched", force=True)
     again = await cluster.engines[0].get_schedule("Cron.declared")
