@@ -312,7 +312,7 @@ class _AnswerOnShutdown:
         if not started:
             body = (
                 b'{"code":503,"message":"restate-lambda dev is shutting down; the invocation '
-                b'is durable and goes on when the server starts again (restate-lambda '
+                b"is durable and goes on when the server starts again (restate-lambda "
                 b'invocations list)"}'
             )
             await send(
