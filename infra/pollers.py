@@ -231,3 +231,36 @@ class Pollers:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+
+
+#: Environment of ``restate-lambda dev`` that turns the local pollers on: the endpoint of the
+#: SQS server (moto) for ``sqs://`` subscriptions and of DynamoDB (Local) for ``dynamodb://``.
+SQS_ENDPOINT_ENV = "RESTATE_LAMBDA_EVENTS_SQS_ENDPOINT_URL"
+DYNAMODB_ENDPOINT_ENV = "RESTATE_LAMBDA_EVENTS_DYNAMODB_ENDPOINT_URL"
+
+
+def dev_pollers(engine: Any, env: dict[str, str] | None = None) -> Pollers | None:
+    """The pollers ``restate-lambda dev`` runs (``asyncio.ensure_future(pollers.run())``), or
+    None when neither endpoint variable is set. Region from ``AWS_REGION`` /
+    ``AWS_DEFAULT_REGION`` (default ``us-east-1``); credentials as boto3 finds them."""
+    import os
+
+    environ = dict(os.environ) if env is None else env
+    endpoints = {
+        "sqs": environ.get(SQS_ENDPOINT_ENV) or None,
+        "dynamodb": environ.get(DYNAMODB_ENDPOINT_ENV) or None,
+    }
+    endpoints["dynamodbstreams"] = endpoints["dynamodb"]
+    if not any(endpoints.values()):
+        return None
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    made: dict[str, Any] = {}
+
+    def clients(name: str) -> Any:
+        if name not in made:
+            import boto3
+
+            made[name] = boto3.client(name, endpoint_url=endpoints[name], region_name=region)
+        return made[name]
+
+    return Pollers(engine, clients)
