@@ -62,7 +62,8 @@ from invoker.registry import Registry
 from invoker.restart import Restarts
 from invoker.results import Results
 from invoker.runner import Runner
-from invoker.schedules import Schedules, request_kwargs, schedule_json
+from invoker.schedule_requests import request_kwargs, schedule_json
+from invoker.schedules import Schedules
 from invoker.settle import Settler
 from invoker.store import Store
 from invoker.submission import Submission, idempotent_id, invocation_id_for
