@@ -212,6 +212,19 @@ class AwsRuntime:
         await engine.drain()
         return {"swept": swept, "scheduled": scheduled}
 
+    # ------------------------------------------------------------------ event sources
+    def events(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Deliver an event-source batch to the subscriptions of its source (partial batch
+        response; a Kafka batch with failures raises, so that Lambda retries it whole)."""
+        return self.run(self._events(event))
+
+    async def _events(self, event: dict[str, Any]) -> dict[str, Any]:
+        engine = await self.ready()
+        try:
+            return await engine.handle_event_batch(event)
+        finally:
+            await engine.drain()
+
     # ------------------------------------------------------------------ admin
     def admin(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The admin API: HTTP events, CloudFormation custom resources, direct invocations."""

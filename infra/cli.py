@@ -19,6 +19,7 @@ import typer
 from infra.cli_admin import deployments_app, invocations_app, kv_app, services_app
 from infra.cli_identity import identity_app
 from infra.cli_output import EXIT_FAILED, EXIT_USAGE, fail, progress, say
+from infra.cli_schedules import schedules_app, subscriptions_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -32,6 +33,8 @@ app.add_typer(invocations_app, name="invocations")
 app.add_typer(kv_app, name="kv")
 app.add_typer(storage_app, name="storage")
 app.add_typer(identity_app, name="identity")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(subscriptions_app, name="subscriptions")
 
 
 def version_text() -> str:

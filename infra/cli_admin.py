@@ -318,6 +318,39 @@ def invocations_purge(invocation_id: str, admin_url: AdminUrl = DEFAULT_ADMIN) -
     _manage("purge", invocation_id, admin_url)
 
 
+@invocations_app.command("purge-journal")
+def invocations_purge_journal(invocation_id: str, admin_url: AdminUrl = DEFAULT_ADMIN) -> None:
+    """Delete a completed invocation's journal, keeping its result."""
+    _manage("purge-journal", invocation_id, admin_url)
+
+
+@invocations_app.command("restart-as-new")
+def invocations_restart_as_new(
+    invocation_id: str,
+    from_: Annotated[
+        int | None,
+        typer.Option("--from", help="Keep the journal up to this command (0 = the input)."),
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="keep (default), latest, or a deployment id.")
+    ] = None,
+    admin_url: AdminUrl = DEFAULT_ADMIN,
+) -> None:
+    """Start a new invocation with a completed one's input (and journal prefix)."""
+    query = "&".join(
+        f"{k}={_id(str(v))}"
+        for k, v in (("from", from_), ("deployment", deployment))
+        if v is not None
+    )
+    answer = admin_call(
+        "PATCH",
+        admin_url,
+        f"/invocations/{_id(invocation_id)}/restart-as-new" + (f"?{query}" if query else ""),
+        not_found=f"no invocation {invocation_id}",
+    )
+    say(answer["new_invocation_id"])
+
+
 # -- kv ------------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from backends.api import Backend
 from backends.registry import open_backend
 from infra.identity_keys import dev_signer
+from infra.pollers import dev_pollers
 from infra.settings import AdminSettings, ingress_limits_from_env
 from ingress.admin_app import create_admin_app
 from ingress.admin_security import AdminSecurity
@@ -200,12 +201,16 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
             if recovered:
                 log.info("recovered %d invocation(s) left running by a previous process", recovered)
         timers = asyncio.ensure_future(engine.run_timer_loop())
+        pollers = dev_pollers(engine)  # RESTATE_LAMBDA_EVENTS_{SQS,DYNAMODB}_ENDPOINT_URL
+        polling = asyncio.ensure_future(pollers.run()) if pollers is not None else None
         try:
             yield engine
         finally:
-            timers.cancel()
-            with contextlib.suppress(BaseException):
-                await timers
+            for task in (timers, polling):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
     finally:
         await engine.close()
         await backend.close()
@@ -319,7 +324,7 @@ class _AnswerOnShutdown:
         if not started:
             body = (
                 b'{"code":503,"message":"restate-lambda dev is shutting down; the invocation '
-                b'is durable and goes on when the server starts again (restate-lambda '
+                b"is durable and goes on when the server starts again (restate-lambda "
                 b'invocations list)"}'
             )
             await send(

@@ -10,6 +10,9 @@
                                    re-dispatch due work, schedule SQS wake-ups for what is near
 ``infra.lambdas.admin_handler``    Restate's admin API over HTTP, ``Custom::Deployment``
                                    resources, direct ``{"register": ...}`` invocations
+``infra.lambdas.events_handler``   event source mappings (SQS, Kinesis, DynamoDB Streams,
+                                   MSK): deliver the batch to the subscriptions of its source;
+                                   answers ``batchItemFailures``
 ================================  ==========================================================
 
 Settings come from environment variables (:mod:`infra.settings`). Each sandbox builds one
@@ -62,3 +65,8 @@ def sweeper_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def admin_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The admin API and deployment registration."""
     return runtime().admin(event, context)
+
+
+def events_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """An event-source batch for the subscriptions of its source."""
+    return runtime().events(event, context)

@@ -135,9 +135,7 @@ class AwsSettings:
             sts_endpoint_url=opt("RESTATE_LAMBDA_STS_ENDPOINT_URL"),
             log_level=(opt("RESTATE_LAMBDA_LOG_LEVEL") or "INFO").upper(),
             max_headers=number("RESTATE_LAMBDA_MAX_HEADERS", DEFAULT_MAX_HEADERS),
-            max_header_bytes=number(
-                "RESTATE_LAMBDA_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES
-            ),
+            max_header_bytes=number("RESTATE_LAMBDA_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
             max_url_bytes=number("RESTATE_LAMBDA_MAX_URL_BYTES", DEFAULT_MAX_URL_BYTES),
             max_key_bytes=number("RESTATE_LAMBDA_MAX_KEY_BYTES", DEFAULT_MAX_KEY_BYTES),
             request_identity_key=opt("RESTATE_LAMBDA_REQUEST_IDENTITY_KEY"),

@@ -25,12 +25,14 @@ from ingress.admin_models import (
     service_json,
 )
 from ingress.admin_query import QueryHttpError, answer_query, query_error
+from ingress.admin_schedules import ScheduleEndpoints
 from ingress.admin_security import AdminGuard, AdminSecurity
+from ingress.admin_subscriptions import SubscriptionEndpoints
 from ingress.errors import IngressHttpError
 from ingress.ids import IdError, check_invocation_id
 from ingress.openapi import openapi_document
 from ingress.request_body import read_body
-from invoker.api import EngineApi, EngineError
+from invoker.api import EngineApi, EngineError, LifecycleApi
 
 log = logging.getLogger("restate_lambda.admin")
 
@@ -39,14 +41,16 @@ MIN_ADMIN_API_VERSION = 2
 MAX_ADMIN_API_VERSION = 4
 _API_PREFIXES = ("/v2", "/v3", "/v4")
 
-InvocationAction = Literal["cancel", "kill", "purge", "pause", "resume"]
+InvocationAction = Literal["cancel", "kill", "purge", "purge-journal", "pause", "resume"]
 #: restate-server 1.7.12 answers cancel/kill with 202 and the others with 200.
 _ACTION_STATUS: dict[str, int] = {
     "cancel": 202,
     "kill": 200,
     "purge": 200,
+    "purge-journal": 200,
     "pause": 200,
     "resume": 200,
+    "restart-as-new": 200,
 }
 _REGISTER_FLAGS = ("use_http_11", "force", "breaking", "dry_run")
 
@@ -267,7 +271,9 @@ class _AdminEndpoints:
             404, f"The requested handler '{handler}' on service '{name}' does not exist"
         )
 
-    async def _manage(self, invocation_id: str, action: str) -> Response:
+    async def _manage(
+        self, invocation_id: str, action: str, params: dict[str, str] | None = None
+    ) -> Response:
         if action not in _ACTION_STATUS:
             raise AdminHttpError(404, f"Unknown invocation operation '{action}'")
         try:
@@ -276,13 +282,29 @@ class _AdminEndpoints:
             raise AdminHttpError(
                 400, f"The request field 'invocation_id' is invalid. Reason: {exc}"
             ) from exc
+        params = params or {}
+        lifecycle = cast(LifecycleApi, self.engine)
+        if action == "restart-as-new":
+            raw_from = params.get("from")
+            if raw_from is not None and not raw_from.isdigit():
+                raise AdminHttpError(400, "Invalid query parameter `from`: expected a number")
+            new_id = await lifecycle.restart_as_new(
+                invocation_id, None if raw_from is None else int(raw_from), params.get("deployment")
+            )
+            return JSONResponse({"new_invocation_id": new_id})
+        if action == "resume" and params.get("deployment"):
+            await lifecycle.resume_invocation(invocation_id, params["deployment"])
+            return Response(status_code=200)
         await self.engine.manage_invocation(invocation_id, cast(InvocationAction, action))
         return Response(status_code=_ACTION_STATUS[action])
 
     async def manage_invocation(self, request: Request) -> Response:
-        """``PATCH /invocations/{invocation_id}/{cancel|kill|purge|pause|resume}``."""
+        """``PATCH /invocations/{invocation_id}/{cancel|kill|purge|purge-journal|pause|resume|
+        restart-as-new}`` (``restart-as-new?from=&deployment=``, ``resume?deployment=``)."""
         return await self._manage(
-            request.path_params["invocation_id"], request.path_params["action"]
+            request.path_params["invocation_id"],
+            request.path_params["action"],
+            dict(request.query_params),
         )
 
     async def delete_invocation(self, request: Request) -> Response:
@@ -367,6 +389,8 @@ class _AdminEndpoints:
             ("/invocations/{invocation_id}/{action}", self.manage_invocation, ["PATCH"]),
             ("/invocations/{invocation_id}", self.delete_invocation, ["DELETE"]),
             ("/query", self.query, ["POST"]),
+            *ScheduleEndpoints(self.engine, _json_body).table(),
+            *SubscriptionEndpoints(self.engine, _json_body).table(),
         ]
         return [
             Route(path, _guarded(endpoint), methods=methods) for path, endpoint, methods in table

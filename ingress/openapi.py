@@ -123,6 +123,7 @@ _REASONS = {
     404: "not found",
     405: "method not allowed",
     409: "conflict",
+    410: "gone: the journal (and so the input) was purged",
     413: "body too large",
     414: "URL too long",
     415: "body is not application/json",
@@ -364,11 +365,13 @@ def _admin_paths() -> dict[str, JsonDict]:
             "parameters": [inv, action],
             "patch": _op(
                 "admin",
-                "cancel, kill, purge, pause or resume",
+                "cancel, kill, purge, purge-journal, pause, resume (`?deployment=`) or "
+                "restart-as-new (`?from=&deployment=`: `{new_invocation_id}`)",
                 ok={"200": "done", "202": "accepted"},
-                errors=(400, 404, 409),
+                errors=(400, 404, 409, 410),
             ),
         },
+        **_event_paths(),
         "/query": {
             "post": _op(
                 "admin",
@@ -377,6 +380,76 @@ def _admin_paths() -> dict[str, JsonDict]:
                 body=_QUERY_BODY,
                 errors=(400, 413, 422, 501),
             )
+        },
+    }
+
+
+def _event_paths() -> dict[str, JsonDict]:
+    """Cron schedules (an extension) and Restate's event subscriptions."""
+    sched = _param("schedule", {"type": "string"})
+    op = _param("op", {"type": "string", "enum": ["pause", "resume"]})
+    sub = _param("subscription", {"type": "string", "pattern": "^sub_1[0-9A-Za-z]{22}$"})
+    schedule_body: JsonDict = {
+        "type": "object",
+        "required": ["id", "cron", "target"],
+        "properties": {
+            "id": {"type": "string"},
+            "cron": {"type": "string", "description": "5 or 6 fields, or @hourly, @daily, ..."},
+            "target": {"type": "string", "description": "Service/handler or Object/key/handler"},
+            "timezone": {"type": "string", "default": "UTC"},
+            "body": {"description": "JSON input of every tick"},
+            "missed_ticks": {"type": "string", "enum": ["catch-up", "skip"]},
+            "max_catch_up": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "paused": {"type": "boolean"},
+        },
+    }
+    sub_body: JsonDict = {
+        "type": "object",
+        "required": ["source", "sink"],
+        "properties": {
+            "source": {
+                "type": "string",
+                "description": "kafka://CLUSTER/TOPIC, sqs://QUEUE, kinesis://STREAM, "
+                "dynamodb://TABLE",
+            },
+            "sink": {"type": "string", "description": "service://Service/handler"},
+            "options": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    return {
+        "/schedules": {
+            "get": _op("admin", "cron schedules (restate-lambda extension)", errors=()),
+            "post": _op(
+                "admin",
+                "create a cron schedule",
+                body=schedule_body,
+                ok={"201": "created", "200": "the same schedule exists"},
+                errors=(400, 404, 409, 422),
+            ),
+        },
+        "/schedules/{schedule}": {
+            "parameters": [sched],
+            "get": _op("admin", "one schedule"),
+            "delete": _op("admin", "delete a schedule", ok={"202": "deleted"}),
+        },
+        "/schedules/{schedule}/{op}": {
+            "parameters": [sched, op],
+            "patch": _op("admin", "pause or resume a schedule", errors=(400, 404, 409)),
+        },
+        "/subscriptions": {
+            "get": _op("admin", "event subscriptions", errors=()),
+            "post": _op(
+                "admin",
+                "create a subscription",
+                body=sub_body,
+                ok={"201": "created"},
+                errors=(400, 422),
+            ),
+        },
+        "/subscriptions/{subscription}": {
+            "parameters": [sub],
+            "get": _op("admin", "one subscription"),
+            "delete": _op("admin", "delete a subscription", ok={"202": "deleted"}),
         },
     }
 

@@ -269,7 +269,9 @@ class EngineApi(Protocol):
         ...
 
     async def manage_invocation(
-        self, invocation_id: str, action: Literal["cancel", "kill", "purge", "pause", "resume"]
+        self,
+        invocation_id: str,
+        action: Literal["cancel", "kill", "purge", "purge-journal", "pause", "resume"],
     ) -> None:
         """Apply a lifecycle operation."""
         ...
@@ -298,4 +300,63 @@ class EngineApi(Protocol):
     ) -> None:
         """Replace the K/V state of one virtual object or workflow instance
         (``POST /services/{service}/state``; see :mod:`invoker.state_edit`)."""
+        ...
+
+
+class LifecycleApi(Protocol):
+    """Lifecycle operations that take arguments or answer a body (restate-server 1.7)."""
+
+    async def restart_as_new(
+        self, invocation_id: str, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """Create a new invocation from a completed one's input (and journal prefix up to
+        command ``from_index``); return the new id."""
+        ...
+
+    async def resume_invocation(self, invocation_id: str, deployment: str | None = None) -> None:
+        """Resume a paused invocation, optionally on another deployment (``latest``, an id)."""
+        ...
+
+
+class SchedulesApi(Protocol):
+    """Cron schedules (:mod:`invoker.schedules`), as the admin API shows them."""
+
+    async def create_schedule(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create from a ``POST /schedules`` body; (schedule, created?)."""
+        ...
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """One schedule (404 if unknown)."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete one schedule (404 if unknown)."""
+        ...
+
+    async def pause_schedule(self, schedule_id: str, paused: bool) -> dict[str, Any]:
+        """Pause or resume one schedule."""
+        ...
+
+
+class SubscriptionsApi(Protocol):
+    """Event subscriptions (Restate's ``/subscriptions``), see :mod:`invoker.subscriptions`."""
+
+    async def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create from a ``POST /subscriptions`` body ``{source, sink, options?}``."""
+        ...
+
+    async def list_subscriptions(self) -> list[dict[str, Any]]:
+        """Every subscription."""
+        ...
+
+    async def get_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """One subscription (404 if unknown)."""
+        ...
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """Delete one subscription (404 if unknown)."""
         ...

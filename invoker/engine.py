@@ -15,7 +15,8 @@ against one store; correctness comes from conditional writes, never from being a
 The parts, wired here: submission (creating invocations, the id rule), locks (virtual object
 keys and inboxes), claims, attempts, settle, drivers and runner (who drives what), delivery
 (notifications and durable wake-ups), results (callers and attached invocations), promises,
-lifecycle (cancel, kill, pause, resume, purge), outbox and effects, sweeper.
+lifecycle (cancel, kill, pause, resume, purge), outbox and effects, sweeper; cron schedules
+(fired by the sweeper) and event subscriptions (the front methods at the end of the class).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from backends.api import Backend, ConflictError, Put
+from backends.api import Backend, ConflictError, Item, Put
 from invoker import keys
 from invoker import records as rec
 from invoker.admin import Admin
@@ -66,11 +67,15 @@ from invoker.policies import Leases, Policies
 from invoker.ports import Claimed, Dispatcher
 from invoker.promises import Promises
 from invoker.registry import Registry
+from invoker.restart import Restarts
 from invoker.results import Results
 from invoker.runner import Runner
+from invoker.schedule_requests import request_kwargs, schedule_json
+from invoker.schedules import Schedules
 from invoker.settle import Settler
 from invoker.store import Store
 from invoker.submission import Submission, idempotent_id, invocation_id_for
+from invoker.subscriptions import Subscriptions, subscription_json
 from invoker.sweeper import Sweeper
 from invoker.tasks import Background
 from invoker.transport import Transports
@@ -162,6 +167,12 @@ class Engine(Admin):
         )
         drivers.bind(runner.drive)
         self.sweeper = Sweeper(backend, clock, config, drivers, outbox, results, lifecycle)
+        self.schedules = Schedules(
+            backend, committer, clock, config, outbox, registry, drivers.kick.set
+        )
+        self.sweeper.on_due(keys.SCHEDULE_PREFIX, self._fire_schedule)
+        self.subscriptions = Subscriptions(backend, committer, clock, registry)
+        self.restarts = Restarts(store, committer, clock, registry, leases, locks, drivers)
 
     @property
     def run_locally(self) -> bool:
@@ -408,6 +419,86 @@ class Engine(Admin):
         from invoker.state_edit import modify_state
 
         await modify_state(self.store, self.registry, service, key, new_state, version)
+
+    # -- cron schedules ------------------------------------------------------------------------
+
+    async def _fire_schedule(self, item: Item) -> None:
+        await self.schedules.fire(item.pk[len(keys.SCHEDULE_PREFIX) :])
+
+    async def register_deployment(
+        self, uri: str | None = None, arn: str | None = None, **kwargs: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """Register a deployment (see :class:`Admin`), then bring the schedules its handlers
+        declare in step (:meth:`Schedules.sync_declared`)."""
+        deployment, created = await super().register_deployment(uri, arn, **kwargs)
+        info = self.registry.deployment(deployment["id"])
+        if info is not None and not kwargs.get("dry_run"):
+            await self.schedules.sync_declared(
+                [s for s in (self.registry.service(x.name) for x in info.services) if s]
+            )
+        return deployment, created
+
+    async def create_schedule(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``POST /schedules``: validate, check the target, store; (schedule JSON, created?)."""
+        kwargs = request_kwargs(body)
+        await self.registry.refresh_if_stale(0)
+        self.schedules.check_target(kwargs["target"])
+        stored, created = await self.schedules.create(self.schedules.build(**kwargs))
+        return schedule_json(stored), created
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """``GET /schedules``."""
+        return [schedule_json(s) for s in await self.schedules.all()]
+
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """``GET /schedules/{id}``."""
+        return schedule_json((await self.schedules.require(schedule_id))[0])
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """``DELETE /schedules/{id}``."""
+        await self.schedules.delete(schedule_id)
+
+    async def pause_schedule(self, schedule_id: str, paused: bool) -> dict[str, Any]:
+        """``PATCH /schedules/{id}/pause`` and ``.../resume``."""
+        return schedule_json(await self.schedules.set_paused(schedule_id, paused))
+
+    # -- lifecycle operations with arguments -----------------------------------------------------
+
+    async def restart_as_new(
+        self, invocation_id: str, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """``PATCH /invocations/{id}/restart-as-new``: the new invocation's id."""
+        return await self.restarts.restart_as_new(invocation_id, from_index, deployment)
+
+    async def resume_invocation(self, invocation_id: str, deployment: str | None = None) -> None:
+        """``PATCH /invocations/{id}/resume?deployment=``."""
+        await self.lifecycle.manage(invocation_id, "resume", deployment=deployment)
+
+    # -- event subscriptions -------------------------------------------------------------------
+
+    async def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /subscriptions``."""
+        return subscription_json(await self.subscriptions.create(body))
+
+    async def list_subscriptions(self) -> list[dict[str, Any]]:
+        """``GET /subscriptions``."""
+        return [subscription_json(s) for s in await self.subscriptions.all()]
+
+    async def get_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """``GET /subscriptions/{id}``."""
+        return subscription_json(await self.subscriptions.get(subscription_id))
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """``DELETE /subscriptions/{id}``."""
+        await self.subscriptions.delete(subscription_id)
+
+    async def handle_event_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Deliver a Lambda event-source batch (SQS, Kinesis, DynamoDB Streams, Kafka) to the
+        subscriptions of its source; the partial batch response (:mod:`invoker.event_sources`)."""
+        from invoker.event_sources import handle_batch
+
+        await self.registry.refresh_if_stale(self.config.registry_refresh_ms)
+        return await handle_batch(batch, self.subscriptions, self.registry, self.send)
 
 
 #: The engine with the admin operations (one class now; the name is kept for callers).

@@ -13,6 +13,11 @@ Partition ``obj/{service}/{key}`` holds a virtual object's or workflow's ``state
 inbox ``q/{seq:012d}`` and promises ``p/{name}``. Partitions ``deployments`` and ``services``
 hold the registry; ``outbox-dead`` lists dead outbox items. Sleeps are not items: the invocation
 record lists them and is due at the earliest.
+
+Partition ``sched/{id}`` holds one cron schedule's ``meta`` (due at its next tick); partition
+``subscriptions`` the event subscriptions (``sub/{id}``). An invocation created by a schedule
+tick or an event starts as the outbox item ``o/0000000000`` (:data:`CREATION_OUTBOX`) of its
+own partition, written before its record exists by the commit that fired it.
 """
 
 from __future__ import annotations
@@ -84,3 +89,23 @@ def inbox(seq: int) -> str:
 def promise(name: str) -> str:
     """Sort key of a workflow promise."""
     return f"p/{name}"
+
+
+#: Partitions of cron schedules (``sched/{id}`` / ``meta``).
+SCHEDULE_PREFIX = "sched/"
+#: The partition listing event subscriptions (sort keys ``sub/{id}``).
+SUBSCRIPTIONS = "subscriptions"
+SUBSCRIPTION_PREFIX = "sub/"
+#: Sort key of the outbox item that creates an invocation from outside any invocation (a
+#: schedule tick, an event): version 0, which no commit of the invocation itself ever uses.
+CREATION_OUTBOX = "o/0000000000"
+
+
+def schedule(schedule_id: str) -> str:
+    """Partition of one cron schedule."""
+    return f"sched/{schedule_id}"
+
+
+def subscription(subscription_id: str) -> str:
+    """Sort key of one event subscription in :data:`SUBSCRIPTIONS`."""
+    return f"sub/{subscription_id}"

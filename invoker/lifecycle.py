@@ -33,7 +33,7 @@ _NOT_STARTED = (rec.Status.INBOXED, rec.Status.SCHEDULED)
 #: Signal indexes below this are built-ins (1 = cancel); awakeables use the rest.
 FIRST_AWAKEABLE_SIGNAL = 17
 
-Action = Literal["cancel", "kill", "purge", "pause", "resume"]
+Action = Literal["cancel", "kill", "purge", "purge-journal", "pause", "resume"]
 
 
 class Lifecycle:
@@ -89,8 +89,10 @@ class Lifecycle:
             raise NotFoundError(f"The requested invocation '{invocation_id}' does not exist")
         return found
 
-    async def manage(self, invocation_id: str, action: Action) -> None:
-        """Apply one admin lifecycle operation."""
+    async def manage(
+        self, invocation_id: str, action: Action, *, deployment: str | None = None
+    ) -> None:
+        """Apply one admin lifecycle operation (``deployment``: resume on another one)."""
         for _ in range(50):
             found = await self._get(invocation_id)
             try:
@@ -100,10 +102,12 @@ class Lifecycle:
                     await self.terminate(found, KILLED, recursive=True)
                 elif action == "purge":
                     await self._purge(found.inv)
+                elif action == "purge-journal":
+                    await self.purge_journal(found)
                 elif action == "pause":
                     await self._pause(found)
                 elif action == "resume":
-                    await self._resume(found)
+                    await self._resume(found, deployment)
                 else:
                     raise BadRequestError(f"unknown action {action}")
                 return
@@ -161,7 +165,9 @@ class Lifecycle:
     async def _pause(self, found: Versioned) -> None:
         inv = found.inv
         if inv.status == rec.Status.COMPLETED:
-            raise _already_completed(inv)
+            raise ConflictingRequestError(
+                f"The invocation '{inv.id}' is not running, cannot be paused."
+            )
         if inv.status == rec.Status.PAUSED:
             return
         inv.status = rec.Status.PAUSED
@@ -173,10 +179,24 @@ class Lifecycle:
             [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version)]
         )
 
-    async def _resume(self, found: Versioned) -> None:
+    async def _resume(self, found: Versioned, deployment: str | None = None) -> None:
+        """Resume a paused invocation (restate-server 1.7: 200 and nothing to do for one that
+        is not paused; a backing-off one retries at once; 409 once completed)."""
         inv = found.inv
-        if inv.status != rec.Status.PAUSED:
-            raise ConflictingRequestError(f"the invocation is {inv.status.value}, not paused")
+        if inv.status == rec.Status.COMPLETED:
+            raise ConflictingRequestError(
+                f"The invocation '{inv.id}' is completed, cannot be resumed."
+            )
+        if deployment is not None and inv.status != rec.Status.PAUSED:
+            raise ConflictingRequestError(
+                f"The invocation '{inv.id}' is still running or the deployment id is not pinned "
+                "yet, deployment id cannot be changed."
+            )
+        if inv.status not in (rec.Status.PAUSED, rec.Status.BACKING_OFF):
+            return
+        if deployment is not None:
+            inv.deployment_id = None if deployment == "latest" else deployment
+            inv.protocol_version = None
         now = self._clock.now_ms()
         inv.status = rec.Status.READY
         inv.paused_by_user = False
@@ -186,6 +206,32 @@ class Lifecycle:
             [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version, due_ms=now)]
         )
         self._dispatch.dispatch(inv.id)
+
+    async def purge_journal(self, found: Versioned) -> None:
+        """Delete a completed invocation's journal, keeping its record and output (Restate's
+        ``purge-journal``; idempotent). The record goes first (``journal_len`` 0 marks the
+        journal gone), the segments are then garbage: a crash in between leaves garbage that
+        the next purge-journal or the final purge deletes."""
+        inv = found.inv
+        if inv.status != rec.Status.COMPLETED:
+            raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
+        if inv.journal_len or inv.commands_len:
+            inv.journal_len = 0
+            inv.commands_len = 0
+            inv.modified_ms = self._clock.now_ms()
+            await self._committer.write(
+                [
+                    Put(
+                        keys.inv(inv.id),
+                        keys.META,
+                        rec.encode(inv),
+                        expect=found.version,
+                        due_ms=inv.expires_ms,
+                    )
+                ]
+            )
+        items = await self._store.backend.query(keys.inv(inv.id), keys.JOURNAL_PREFIX)
+        await self._committer.delete_garbage([(i.pk, i.sk) for i in items])
 
     async def _purge(self, inv: rec.Invocation) -> None:
         if inv.status != rec.Status.COMPLETED:

@@ -252,6 +252,49 @@ class StateRecord(msgspec.Struct, array_like=True):
     entries: dict[str, bytes] = {}
 
 
+class ScheduleRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A durable cron schedule (``sched/{id}`` / ``meta``), due at its next tick.
+
+    Firing a tick is one commit: this record's compare-and-set advancing ``next_ms``, and the
+    creation outbox item of the tick's invocation, whose id derives from the tick (the
+    idempotency key ``schedule/{id}/{tick_ms}``). However many sweepers race, one wins per tick.
+    """
+
+    id: str
+    cron: str
+    timezone: str = "UTC"
+    service: str
+    handler: str
+    key: str | None = None
+    body: bytes = b""
+    content_type: str | None = None
+    #: ``catch-up``: fire missed ticks, oldest first, at most ``max_catch_up`` of them (older
+    #: ones are skipped); ``skip``: fire only the latest missed tick.
+    missed_ticks: str = "catch-up"
+    max_catch_up: int = 100
+    paused: bool = False
+    next_ms: int | None = None  # the next tick to fire
+    last_tick_ms: int | None = None
+    last_invocation_id: str | None = None
+    fired: int = 0
+    skipped: int = 0
+    #: ``api`` (admin API / CLI) or ``code`` (declared in a handler's metadata; kept in step
+    #: with the registered deployments).
+    origin: str = "api"
+    created_ms: int = 0
+    modified_ms: int = 0
+
+
+class SubscriptionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An event subscription (``subscriptions`` / ``sub/{id}``): Restate's shape."""
+
+    id: str
+    source: str
+    sink: str
+    options: dict[str, str] = {}
+    created_ms: int = 0
+
+
 _encoder = msgspec.msgpack.Encoder()
 T = TypeVar("T")
 

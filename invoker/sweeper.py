@@ -7,7 +7,9 @@ It reads the backend's due index, which holds every obligation a crash could lea
 * pending notifications (``n/``) delivered while an attempt ran, due at its lease end;
 * attach waiters (``w/``) written while their target ran;
 * outbox items (``o/``) of commits whose engine did not get to apply them, and failed ones
-  backing off.
+  backing off;
+* items of other partitions, handed to whoever registered for their prefix (:meth:`Sweeper.on_due`:
+  cron schedules).
 
 Handling an item is idempotent and never blocks the others: outbox items and waiters run
 concurrently (bounded), invocations are handed to the drivers.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from backends.api import Backend, Item
 from invoker import keys
@@ -57,6 +60,12 @@ class Sweeper:
         self._results = results
         self._lifecycle = lifecycle
         self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._handlers: dict[str, Callable[[Item], Awaitable[object]]] = {}
+
+    def on_due(self, pk_prefix: str, handler: Callable[[Item], Awaitable[object]]) -> None:
+        """Have ``handler`` called (concurrently, errors logged) for each due item whose
+        partition key starts with ``pk_prefix`` (not ``inv/``)."""
+        self._handlers[pk_prefix] = handler
 
     async def sweep_once(self) -> int:
         """Handle one batch of due items; return how many there were."""
@@ -65,6 +74,10 @@ class Sweeper:
         jobs = []
         for item in items:
             if not item.pk.startswith(keys.INV_PREFIX):
+                for prefix, handler in self._handlers.items():
+                    if item.pk.startswith(prefix):
+                        jobs.append(self._guarded(item, handler(item)))
+                        break
                 continue
             inv_id = item.pk[len(keys.INV_PREFIX) :]
             sk = item.sk

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         SendHandle,
     )
     from restate_lambda.logger import RestateLoggingFilter, getLogger
-    from restate_lambda.options import InvocationRetryPolicy, RunOptions
+    from restate_lambda.options import InvocationRetryPolicy, RunOptions, Schedule
     from restate_lambda.serde import (
         BytesSerde,
         DefaultSerde,
@@ -76,7 +76,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RestateDurableSleepFuture",
         "SendHandle",
     ),
-    "options": ("InvocationRetryPolicy", "RunOptions"),
+    "options": ("InvocationRetryPolicy", "RunOptions", "Schedule"),
     "serde": (
         "BytesSerde",
         "DefaultSerde",
@@ -117,6 +117,7 @@ __all__ = [
     "RestateLoggingFilter",
     "RetryableError",
     "RunOptions",
+    "Schedule",
     "SdkInternalBaseException",
     "SendHandle",
     "Serde",

@@ -270,6 +270,26 @@ class Context(abc.ABC):
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
         """Reject an awakeable."""
 
+    def signal(
+        self, name: str, serde: Serde[Any] = JSON, type_hint: Any = None
+    ) -> RestateDurableFuture[Any]:
+        """Await the named signal ``name`` of this invocation (resolved by another invocation
+        with :meth:`resolve_signal`, which addresses it by this invocation's id)."""
+        raise NotImplementedError
+
+    def resolve_signal(
+        self, invocation_id: str, name: str, value: Any, serde: Serde[Any] = JSON
+    ) -> None:
+        """Resolve the named signal ``name`` of invocation ``invocation_id`` with ``value``."""
+        raise NotImplementedError
+
+    def reject_signal(
+        self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500
+    ) -> None:
+        """Reject the named signal ``name`` of invocation ``invocation_id``: its await raises a
+        ``TerminalError`` with ``failure_message`` and ``failure_code``."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cancel another invocation."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restate_lambda.options import InvocationRetryPolicy, millis
+from restate_lambda.options import InvocationRetryPolicy, millis, with_schedules
 from restate_lambda.serde import DefaultSerde, json_schema
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _handler(h: Handler) -> Any:
         input=inp,
         output=out,
         documentation=h.description,
-        metadata=o.metadata,
+        metadata=with_schedules(o.metadata, o.schedules),
         inactivity_timeout=millis(o.inactivity_timeout),
         abort_timeout=millis(o.abort_timeout),
         journal_retention=millis(o.journal_retention),

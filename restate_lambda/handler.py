@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from restate_lambda.options import InvocationRetryPolicy
+from restate_lambda.options import InvocationRetryPolicy, Schedule
 from restate_lambda.serde import DefaultSerde, Serde
 
 HandlerKind = Literal["exclusive", "shared", "workflow"]
@@ -37,6 +37,7 @@ class HandlerOptions:
     enable_lazy_state: bool | None = None
     ingress_private: bool | None = None
     invocation_retry_policy: InvocationRetryPolicy | None = None
+    schedules: list[Schedule | str] | None = None
 
 
 @dataclass

@@ -41,6 +41,47 @@ class InvocationRetryPolicy:
     on_max_attempts: Literal["pause", "kill"] | None = None
 
 
+#: Handler metadata key carrying the schedules declared with ``schedules=[...]`` (read by the
+#: runtime when the deployment is registered).
+SCHEDULES_METADATA_KEY = "restate_lambda.schedules"
+
+
+@dataclass
+class Schedule:
+    """A cron schedule declared on a handler: ``@svc.handler(schedules=[Schedule("0 3 * * *")])``.
+
+    The runtime fires one invocation per tick (the tick's id is its idempotency key), with
+    ``body`` as JSON input, on object ``key`` (required for virtual objects; a workflow without
+    one runs once per tick under its own id). Missed ticks: ``catch-up`` (at most
+    ``max_catch_up``) or ``skip``. Ticks carry ``x-restate-schedule-id`` and
+    ``x-restate-schedule-tick`` headers. A plain string is a cron expression in UTC.
+    """
+
+    cron: str
+    timezone: str = "UTC"
+    name: str | None = None
+    key: str | None = None
+    body: Any = None
+    missed_ticks: Literal["catch-up", "skip"] = "catch-up"
+    max_catch_up: int = 100
+
+
+def with_schedules(
+    metadata: dict[str, str] | None, schedules: list[Schedule | str] | None
+) -> dict[str, str] | None:
+    """``metadata`` with the schedules encoded under :data:`SCHEDULES_METADATA_KEY`."""
+    if not schedules:
+        return metadata
+    import json
+
+    entries = []
+    for s in schedules:
+        sched = Schedule(s) if isinstance(s, str) else s
+        entry = {k: v for k, v in vars(sched).items() if v is not None}
+        entries.append(entry)
+    return {**(metadata or {}), SCHEDULES_METADATA_KEY: json.dumps(entries)}
+
+
 def millis(d: timedelta | None) -> int | None:
     """Whole milliseconds of ``d`` (``None`` stays ``None``)."""
     return None if d is None else int(d.total_seconds() * 1000)

@@ -331,6 +331,25 @@ class ServiceInvocationContext(Context):
         """Reject an awakeable."""
         self._m.complete_awakeable(name, Failure(failure_code, failure_message))
 
+    def signal(
+        self, name: str, serde: Serde[Any] = JSON, type_hint: Any = None
+    ) -> RestateDurableFuture[Any]:
+        """Await the named signal ``name`` of this invocation."""
+        h = self._m.named_signal(name)
+        return RestateDurableFuture(self._driver, h, _default(serde, type_hint))
+
+    def resolve_signal(
+        self, invocation_id: str, name: str, value: Any, serde: Serde[Any] = JSON
+    ) -> None:
+        """Resolve another invocation's named signal."""
+        self._m.complete_signal(invocation_id, name, _default(serde, None).serialize(value))
+
+    def reject_signal(
+        self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500
+    ) -> None:
+        """Reject another invocation's named signal."""
+        self._m.complete_signal(invocation_id, name, Failure(failure_code, failure_message))
+
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cancel another invocation."""
         if invocation_id is None:

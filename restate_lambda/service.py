@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from restate_lambda.handler import Handler, HandlerKind, HandlerOptions, ServiceTag, make_handler
-from restate_lambda.options import InvocationRetryPolicy
+from restate_lambda.options import InvocationRetryPolicy, Schedule
 from restate_lambda.serde import DefaultSerde, Serde
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,8 +98,10 @@ class Service(_ServiceBase):
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Any] | None = None,
+        schedules: list[Schedule | str] | None = None,
     ) -> Callable[[F], F]:
-        """Register the decorated ``async def fn(ctx, arg?)`` as a handler."""
+        """Register the decorated ``async def fn(ctx, arg?)`` as a handler (``schedules``: cron
+        schedules the runtime fires it on, see :class:`~restate_lambda.options.Schedule`)."""
         opts = HandlerOptions(
             metadata,
             inactivity_timeout,
@@ -110,6 +112,7 @@ class Service(_ServiceBase):
             None,
             ingress_private,
             invocation_retry_policy,
+            schedules,
         )
         return self._decorator(name, None, accept, content_type, input_serde, output_serde, opts)
 
@@ -136,6 +139,7 @@ class VirtualObject(_ServiceBase):
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Any] | None = None,
+        schedules: list[Schedule | str] | None = None,
     ) -> Callable[[F], F]:
         """Register an exclusive (default) or shared handler."""
         opts = HandlerOptions(
@@ -148,6 +152,7 @@ class VirtualObject(_ServiceBase):
             enable_lazy_state,
             ingress_private,
             invocation_retry_policy,
+            schedules,
         )
         return self._decorator(name, kind, accept, content_type, input_serde, output_serde, opts)
 
@@ -173,6 +178,7 @@ class Workflow(_ServiceBase):
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Any] | None = None,
+        schedules: list[Schedule | str] | None = None,
     ) -> Callable[[F], F]:
         """Register the workflow's run handler."""
         opts = HandlerOptions(
@@ -185,6 +191,7 @@ class Workflow(_ServiceBase):
             enable_lazy_state,
             ingress_private,
             invocation_retry_policy,
+            schedules,
         )
         return self._decorator(
             name, "workflow", accept, content_type, input_serde, output_serde, opts
@@ -206,6 +213,7 @@ class Workflow(_ServiceBase):
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         invocation_context_managers: list[Any] | None = None,
+        schedules: list[Schedule | str] | None = None,
     ) -> Callable[[F], F]:
         """Register a shared handler of the workflow."""
         opts = HandlerOptions(
@@ -218,6 +226,7 @@ class Workflow(_ServiceBase):
             enable_lazy_state,
             ingress_private,
             invocation_retry_policy,
+            schedules,
         )
         return self._decorator(
             name, "shared", accept, content_type, input_serde, output_serde, opts

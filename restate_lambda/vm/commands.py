@@ -182,6 +182,21 @@ class MachineCommands(MachineCore):
                 msg.completion_value.content = result or b""
         return self._completable(kind, msg, cid)
 
+    def named_signal(self, name: str) -> int:
+        """A handle awaiting the named signal ``name`` of this invocation."""
+        if self.phase not in (Phase.REPLAYING, Phase.PROCESSING):
+            raise self._state_error("await a signal")
+        return self._map(name)
+
+    def complete_signal(self, invocation_id: str, name: str, result: bytes | Failure) -> None:
+        """Resolve or reject the named signal ``name`` of another invocation."""
+        msg = pb().SendSignalCommandMessage(target_invocation_id=invocation_id, name=name)
+        if isinstance(result, Failure):
+            msg.failure.CopyFrom(failure_to_pb(result, self.version >= 6))
+        else:
+            msg.value.content = result
+        self._command(T.SEND_SIGNAL_COMMAND, msg)
+
     def cancel_invocation(self, invocation_id: str) -> None:
         """Send the CANCEL signal to another invocation."""
         msg = pb().SendSignalCommandMessage(target_invocation_id=invocation_id, idx=1)

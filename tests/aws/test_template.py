@@ -115,8 +115,14 @@ def test_sam_translation() -> None:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in resources.values():
         by_type.setdefault(r["Type"], []).append(r)
-    (mapping,) = by_type["AWS::Lambda::EventSourceMapping"]
+    mappings = by_type["AWS::Lambda::EventSourceMapping"]
+    (mapping,) = [m for m in mappings if "Condition" not in m]  # the work queue's
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # The event sources of subscriptions: one optional mapping each, partial batch responses.
+    optional = {m["Condition"]: m["Properties"] for m in mappings if "Condition" in m}
+    assert set(optional) == {"EventsFromSqs", "EventsFromKinesis", "EventsFromDynamoDb"}
+    for props in optional.values():
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (rule,) = by_type["AWS::Events::Rule"]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     (url,) = by_type["AWS::Lambda::Url"]
@@ -192,7 +198,11 @@ def test_sam_build(tmp_path: Path) -> None:
 #: The only AWS managed policy a role may carry: CloudWatch Logs for the function's own logs
 #: (SAM attaches it to every function it makes a role for).
 _BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-_OUR_POLICIES = ({"Ref": "RuntimeStoragePolicy"}, {"Ref": "InvokeHandlersPolicy"})
+_OUR_POLICIES = (
+    {"Ref": "RuntimeStoragePolicy"},
+    {"Ref": "InvokeHandlersPolicy"},
+    {"Ref": "EventSourcesPolicy"},
+)
 
 
 def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,7 +230,17 @@ def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
     for resource in _as_list(statement["Resource"]):
         text = json.dumps(resource)
         assert resource != "*", f"{where}: resource *"
-        ours = ("Table", "BlobBucket", "WorkQueue", ":function:", ":parameter${RequestIdentityKey")
+        ours = (
+            "Table",
+            "BlobBucket",
+            "WorkQueue",
+            ":function:",
+            ":parameter${RequestIdentityKey",
+            # the event sources a deployer names (each its own parameter, no wildcard)
+            '"EventsSqsQueueArn"',
+            '"EventsKinesisStreamArn"',
+            '"EventsDynamoDbStreamArn"',
+        )
         assert any(name in text for name in ours), (
             f"{where}: resource {text} is not the table, the bucket, the queue, a function or "
             "the request-identity key"

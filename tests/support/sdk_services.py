@@ -292,7 +292,31 @@ async def call_cancellable(ctx: Context, tag: str) -> str:
     return await fut
 
 
+# --------------------------------------------------------------------------- Signals (service)
+
+signals = restate.Service("Signals")
+
+
+@signals.handler()
+async def wait_signal(ctx: Context, tag: str) -> str:
+    """Records ``waiting`` (not journaled), then awaits the named signal ``go``."""
+    record(tag, "waiting")
+    return f"got {await ctx.signal('go', type_hint=str)}"
+
+
+@signals.handler()
+async def send_signal(ctx: Context, req: dict[str, Any]) -> None:
+    """``{"id", "value"}``: resolves the named signal ``go`` of invocation ``id``."""
+    ctx.resolve_signal(req["id"], "go", req["value"])
+
+
+@signals.handler()
+async def reject_signal(ctx: Context, req: dict[str, Any]) -> None:
+    """``{"id", "message"}``: rejects the named signal ``go`` of invocation ``id`` (code 418)."""
+    ctx.reject_signal(req["id"], "go", req["message"], 418)
+
+
 SERVICES = [greeter, counter, steps, flaky, failer, sleeper, internal, caller, awaiter, signup,
-            cancellable]
+            cancellable, signals]
 
 app = restate.app(services=SERVICES)
