@@ -25,12 +25,30 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 from invoker.api import EngineError
+from invoker.engine import Engine
 
-if TYPE_CHECKING:
-    from infra.aws_runtime import AwsRuntime
+_T = TypeVar("_T")
+
+
+class AwsRuntime(Protocol):
+    """What admin events need of :class:`infra.aws_runtime.AwsRuntime` (a protocol, so that
+    the two modules do not import each other)."""
+
+    def admin_http(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Answer an HTTP event with the admin API."""
+        ...
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the sandbox's loop."""
+        ...
+
+    async def ready(self) -> Engine:
+        """The started engine."""
+        ...
 
 log = logging.getLogger("restate_lambda.admin")
 
