@@ -1,5 +1,8 @@
 """SQLite backend: the embedded default, one database file, stdlib :mod:`sqlite3`.
 
+(Over 500 lines on purpose: one class whose reads, group commit and writer thread share one
+connection and its locking; split, they would share private state across modules.)
+
 **Layout.** One table (DDL in ``backends/sqlite.sql``, versioned by ``PRAGMA user_version``)::
 
     items(pk TEXT, sk TEXT, version INTEGER, value BLOB, due_ms INTEGER NULL,

@@ -1,5 +1,7 @@
 """Side-by-side benchmark: our ``restate-lambda dev`` against the real ``restate-server``.
 
+(One script, over 500 lines: a benchmark a user runs and reads top to bottom.)
+
 One run starts, on 127.0.0.1 and free ports:
 
 * one SDK process: ``benchmarks.bench_services:app`` (official ``restate-sdk`` 1.2 handlers) under

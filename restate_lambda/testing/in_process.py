@@ -1,5 +1,8 @@
 """The in-process test runtime: engine, store, ingress and admin API with a manual clock.
 
+(Over 500 lines on purpose: :class:`Harness` is the public API of the test kit, one class
+whose helpers are documented together; its pieces (time, crash points) live in sibling modules.)
+
 See :mod:`restate_lambda.testing` for the overview and an example.
 """
 
