@@ -28,7 +28,7 @@ from invoker import records as rec
 from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.hopeless import never_succeeds
-from invoker.journal import Pending, encode_segment, satisfied
+from invoker.journal import Pending, encode_segment, resolved_of, satisfied
 from invoker.locks import Handover, ObjectLocks
 from invoker.outbox import Outbox
 from invoker.outcomes import LocalWaiters, unavailable
@@ -116,6 +116,11 @@ class Settler:
         inv.waiting_named_signals = named
         inv.retry_count = 0
         resolved = p.resolved_completions | _fire_sleeps(inv, batch, now)
+        if inv.checkpoint is not None:
+            # This attempt checkpointed: it may suspend on completions already journaled (a
+            # voluntary suspension before a deadline waits on the runs it completed). They
+            # count, so it resumes at once instead of waiting forever.
+            resolved |= resolved_of(st.entries).completions
         cont = satisfied(inv, resolved, set())
         due: int | None
         if cont:
