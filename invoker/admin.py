@@ -48,7 +48,8 @@ class Admin:
             address,
             is_arn=arn is not None,
             additional_headers=dict(additional_headers or {}),
-            use_http_11=use_http_11 or arn is None,
+            # In process there is no HTTP version: request-response, as over HTTP/1.1.
+            use_http_11=use_http_11 or address.startswith("asgi://"),
             force=force or breaking,
             dry_run=dry_run,
             assume_role_arn=assume_role_arn,

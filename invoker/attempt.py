@@ -46,6 +46,16 @@ log = logging.getLogger("restate_lambda.attempt")
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """An attempt's request, where it goes, and how (HTTP/2, bidirectional)."""
+
+    address: str
+    exchange: Exchange
+    http2: bool = False
+    bidi: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Terminal:
     """The attempt cannot succeed however often it is retried: fail the invocation."""
 
@@ -73,10 +83,8 @@ class Attempts:
         self._checkpointer = checkpointer
         self._checkpoint_url = config.checkpoint_url
 
-    async def exchange(
-        self, st: Claimed, state: dict[str, bytes]
-    ) -> Reply | AttemptError | Terminal:
-        """Send one attempt of ``st`` to its deployment and return the deployment's reply."""
+    async def prepare(self, st: Claimed, state: dict[str, bytes]) -> Prepared | AttemptError:
+        """The request of one attempt of ``st`` and the deployment it goes to."""
         inv = st.inv
         dep = await self._deployment(inv)
         if isinstance(dep, AttemptError):
@@ -92,8 +100,9 @@ class Attempts:
         if inv.key is not None:
             headers["x-restate-service-key"] = quote(inv.key, safe="")
         address = dep.arn or dep.uri or ""
+        bidi = dep.protocol_mode == "BIDI_STREAM"
         offer = None
-        if inv.attempt_token is not None:
+        if inv.attempt_token is not None and not bidi:
             if address.startswith("asgi://"):
                 offer = (self._checkpointer, inv.attempt_token)
             elif self._checkpoint_url is not None:
@@ -110,11 +119,18 @@ class Attempts:
             max_response_bytes=self._config.max_response_bytes,
             checkpoint=offer,
         )
+        http2 = dep.uri is not None and not dep.use_http_11 and dep.uri.startswith("http")
+        return Prepared(address, exchange, http2=http2, bidi=bidi and http2)
+
+    async def exchange(self, st: Claimed, prepared: Prepared) -> Reply | AttemptError | Terminal:
+        """Send a prepared request-response attempt; the deployment's reply."""
+        address = prepared.address
+        transport = self._transports.for_address(address, http2=prepared.http2)
         try:
-            return await self._transports.for_address(address).exchange(address, exchange)
+            return await transport.exchange(address, prepared.exchange)
         except TransportError as exc:
             if exc.terminal:  # e.g. over Lambda's payload limit: retrying cannot help
-                log.warning("invocation %s failed terminally: %s", inv.id, exc)
+                log.warning("invocation %s failed terminally: %s", st.inv.id, exc)
                 return Terminal(rec.Failure(exc.code, str(exc)))
             return AttemptError(exc.code, str(exc))
 

@@ -27,6 +27,8 @@ class EngineConfig:
     #: plus this, so an engine never runs an attempt past its lease.
     lease_margin_ms: int = 30_000
     attempt_timeout_s: float = 120.0  # inactivity + abort timeout of one request-response attempt
+    #: A bidirectional (HTTP/2) attempt without a message for this long is asked to suspend.
+    inactivity_timeout_s: float = 60.0
     recovery_grace_ms: int = 10_000  # delay before the sweeper retries work a crash may have left
     idempotency_retention_ms: int = DAY_MS
     journal_retention_ms: int = DAY_MS

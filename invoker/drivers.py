@@ -41,6 +41,8 @@ class Drivers:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._drive: DriveFn | None = None
+        #: Attempts that stream (HTTP/2) and want to hear at once of what arrives for them.
+        self._wakeups: dict[str, asyncio.Event] = {}
         #: Set whenever something falls due soon: wakes the timer loop.
         self.kick = asyncio.Event()
 
@@ -65,11 +67,24 @@ class Drivers:
             return
         if inv_id in self._tasks:
             self._again.add(inv_id)
+            wakeup = self._wakeups.get(inv_id)
+            if wakeup is not None:
+                wakeup.set()
             return
         if claimed is None and not self.run_locally and self.dispatcher is not None:
             self._background.spawn(self.dispatcher.dispatch(inv_id))
             return
         self._start(inv_id, claimed, False)
+
+    def watch(self, inv_id: str) -> asyncio.Event:
+        """An event set whenever ``inv_id`` (driven here) is dispatched again: a notification
+        arrived while its attempt streams."""
+        event = self._wakeups[inv_id] = asyncio.Event()
+        return event
+
+    def unwatch(self, inv_id: str) -> None:
+        """Stop :meth:`watch`."""
+        self._wakeups.pop(inv_id, None)
 
     def due_at(self, inv_id: str, due_ms: int) -> None:
         """Something of ``inv_id`` falls due at ``due_ms``: wake the timer loop; with a

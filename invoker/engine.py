@@ -44,6 +44,7 @@ from invoker.api import (
     Target,
 )
 from invoker.attempt import Attempts
+from invoker.bidi import Bidi
 from invoker.checkpoints import (
     CheckpointInvalid,
     CheckpointRefused,
@@ -158,6 +159,7 @@ class Engine(Operations):
             Attempts(registry, transports, policies, clock, config, LocalCheckpointer(checkpoints)),
             settler,
             drivers,
+            Bidi(store, settler, transports, drivers, policies, clock, config),
             config.max_concurrent_attempts,
             in_flight,
         )

@@ -34,6 +34,14 @@ class Policies:
                 return (h.inactivity_timeout_ms + h.abort_timeout_ms) / 1000
         return self._config.attempt_timeout_s
 
+    def inactivity_timeout_s(self, inv: rec.Invocation) -> float:
+        """How long a bidirectional attempt may go without a message before the engine closes
+        its side and the handler suspends (Restate's inactivity timeout, 1 minute by default)."""
+        found = self._registry.handler(inv.service, inv.handler)
+        if found is not None and found[1].inactivity_timeout_ms is not None:
+            return found[1].inactivity_timeout_ms / 1000
+        return self._config.inactivity_timeout_s
+
     def lease_ms(self, inv: rec.Invocation) -> int:
         """How long a claim of ``inv`` lasts: its attempt timeout plus the lease margin."""
         return int(self.attempt_timeout_s(inv) * 1000) + self._config.lease_margin_ms

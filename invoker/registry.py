@@ -114,10 +114,16 @@ class Registry:
 
     # --- registration ------------------------------------------------------------------
     async def discover(
-        self, address: str, headers: dict[str, str], assume_role_arn: str | None = None
+        self,
+        address: str,
+        headers: dict[str, str],
+        assume_role_arn: str | None = None,
+        *,
+        http2: bool = False,
     ) -> tuple[dict[str, Any], str | None]:
-        """Fetch and decode the manifest of the endpoint at ``address``."""
-        transport = self._transports.for_address(address)
+        """Fetch and decode the manifest of the endpoint at ``address`` (an HTTP URL over
+        HTTP/2 cleartext with ``http2``, as restate-server does unless told ``use_http_11``)."""
+        transport = self._transports.for_address(address, http2=http2)
         request = Exchange(
             "GET",
             "/discover",
@@ -153,7 +159,10 @@ class Registry:
     ) -> tuple[DeploymentInfo, bool]:
         """Discover ``address`` and store it as a deployment; return it and whether it is new."""
         await self.load()
-        manifest, sdk = await self.discover(address, additional_headers, assume_role_arn)
+        http2 = not is_arn and not use_http_11 and address.startswith(("http://", "https://"))
+        manifest, sdk = await self.discover(
+            address, additional_headers, assume_role_arn, http2=http2
+        )
         lo = int(manifest.get("minProtocolVersion", 0) or 0)
         hi = int(manifest.get("maxProtocolVersion", 0) or 0)
         if hi < MIN_PROTOCOL or lo > MAX_PROTOCOL:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from invoker.attempt import Attempts, Terminal
+from invoker.bidi import Bidi
 from invoker.claims import Claims, Retry
 from invoker.commit import CommitUnknownError
 from invoker.drivers import Drivers
@@ -39,6 +40,7 @@ class Runner:
         attempts: Attempts,
         settler: Settler,
         drivers: Drivers,
+        bidi: Bidi,
         max_concurrent_attempts: int,
         in_flight: dict[str, Claimed] | None = None,
     ) -> None:
@@ -47,6 +49,7 @@ class Runner:
         self._attempts = attempts
         self._settler = settler
         self._drivers = drivers
+        self._bidi = bidi
         self._slots = asyncio.Semaphore(max_concurrent_attempts)
         #: The attempts running now (their invocation ids), for in-process checkpoints.
         self._in_flight = in_flight if in_flight is not None else {}
@@ -96,9 +99,19 @@ class Runner:
         try:
             state, state_version = await self._load_state(st)
             while True:
+                prepared = await self._attempts.prepare(st, state)
+                if isinstance(prepared, AttemptError):
+                    await self._settler.fail(st, prepared)
+                    return
+                if prepared.bidi:
+                    cont = await self._bidi.run(st, prepared, state, state_version)
+                    if cont is None:
+                        return
+                    state, state_version = cont.state, cont.state_version
+                    continue
                 self._in_flight[st.inv.id] = st
                 try:
-                    reply = await self._attempts.exchange(st, state)
+                    reply = await self._attempts.exchange(st, prepared)
                 finally:
                     self._in_flight.pop(st.inv.id, None)
                 if isinstance(reply, Terminal):

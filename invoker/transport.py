@@ -19,6 +19,7 @@ from invoker.exchange import (
     Transport,
     TransportError,
 )
+from invoker.http2_client import Http2Client, Http2Error
 from invoker.http_client import HttpClient, HttpClientError
 
 if TYPE_CHECKING:
@@ -59,6 +60,37 @@ class HttpTransport:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.close()
+
+
+class Http2Transport:
+    """Request-response over HTTP/2 cleartext (h2c, prior knowledge): for deployments
+    registered without ``use_http_11`` that answer in request-response mode. Bidirectional
+    attempts use :attr:`client` directly (:mod:`invoker.bidi`)."""
+
+    def __init__(self) -> None:
+        self.client = Http2Client()
+
+    async def exchange(self, address: str, request: Exchange) -> Reply:
+        """One request and its whole response on one stream."""
+        url = address.rstrip("/") + request.path
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                status, headers, body = await self.client.request(
+                    request.method,
+                    url,
+                    request.headers,
+                    request.body,
+                    max_body=request.max_response_bytes,
+                )
+        except TimeoutError as exc:
+            raise TransportError(f"{url}: no response within {request.timeout_s:g} s") from exc
+        except Http2Error as exc:
+            raise TransportError(f"{url}: {exc}") from exc
+        return Reply(status=status, headers=headers, body=body)
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self.client.close()
 
 
 class AsgiTransport:
@@ -180,20 +212,22 @@ class Transports:
         signer: RequestSigner | None = None,
     ) -> None:
         self.http: Transport = http or HttpTransport()
+        self.http2 = Http2Transport()
         self.asgi = asgi or AsgiTransport()
         #: Created on first use of an ``arn:`` address (boto3 is imported only then).
         self.lambda_: Transport | None = lambda_
         #: Signs every request to a deployment (None: requests carry no identity).
         self.signer: RequestSigner | None = signer
 
-    def for_address(self, address: str) -> Transport:
-        """The transport that reaches ``address`` (signing its requests if there is a signer)."""
-        transport = self._unsigned(address)
+    def for_address(self, address: str, *, http2: bool = False) -> Transport:
+        """The transport that reaches ``address`` (signing its requests if there is a signer);
+        ``http2``: an HTTP URL spoken to over HTTP/2 cleartext instead of HTTP/1.1."""
+        transport = self._unsigned(address, http2)
         if self.signer is None:
             return transport
         return SigningTransport(transport, self.signer)
 
-    def _unsigned(self, address: str) -> Transport:
+    def _unsigned(self, address: str, http2: bool) -> Transport:
         if address.startswith("asgi://"):
             return self.asgi
         if address.startswith("arn:"):
@@ -202,11 +236,18 @@ class Transports:
 
                 self.lambda_ = LambdaTransport()
             return self.lambda_
-        return self.http
+        return self.http2 if http2 else self.http
+
+    def sign(self, exchange: Exchange) -> Exchange:
+        """``exchange`` with the identity headers (for streams opened outside a transport)."""
+        if self.signer is None:
+            return exchange
+        return self.signer.sign(exchange)
 
     async def close(self) -> None:
         """Close every transport."""
         await self.http.close()
+        await self.http2.close()
         await self.asgi.close()
         if self.lambda_ is not None:
             await self.lambda_.close()

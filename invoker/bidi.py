@@ -1,0 +1,317 @@
+"""Bidirectional attempts over HTTP/2: every step acknowledged as it commits, N steps in one
+request.
+
+A deployment that announces ``BIDI_STREAM`` (the official SDKs served over HTTP/2 do) keeps its
+request and response streams open together. The engine sends ``Start`` and the journal, then
+reads the handler's messages as they come. Whenever they hold something the handler waits for
+(a run's result, a lazy state read, a call's invocation id), they are committed at once, as a
+checkpoint (:meth:`invoker.settle.Settler.checkpoint`: journal, state, effects, lease renewed,
+fenced by the invocation record's version), and the notifications that commit produced are
+sent back on the stream. Notifications that arrive from elsewhere while the stream is open
+(a call's result, an awakeable, a sleep that fell due) are committed and sent the same way.
+When nothing happens for the handler's inactivity timeout, the engine closes its side of the
+stream and the handler suspends. The handler's last messages (End, Suspension or Error) settle
+the attempt as in request-response mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from backends.api import ConflictError
+from invoker import keys
+from invoker import records as rec
+from invoker.attempt import Prepared
+from invoker.commit import CommitUnknownError
+from invoker.config import EngineConfig
+from invoker.drivers import Drivers
+from invoker.http2_client import Http2Error, Http2Stream
+from invoker.journal import Loaded, Pending, take_pending
+from invoker.policies import Policies
+from invoker.ports import Claimed
+from invoker.processing import AttemptError, AttemptInput, Entry, ProtocolViolation, process
+from invoker.settle import Continue, Settler
+from invoker.store import Store
+from invoker.transport import Transports
+from restate_lambda.clock import Clock
+from restate_lambda.protocol.errors import ProtocolError
+from restate_lambda.protocol.framing import FrameDecoder, encode_raw
+from restate_lambda.protocol.messages import MessageType as T
+
+log = logging.getLogger("restate_lambda.bidi")
+
+_TERMINAL = frozenset({int(T.END), int(T.SUSPENSION), int(T.ERROR)})
+
+
+class _Lost(Exception):
+    """The attempt lost the invocation (killed, paused, taken over) while it streamed."""
+
+
+class Bidi:
+    """Runs bidirectional attempts."""
+
+    def __init__(
+        self,
+        store: Store,
+        settler: Settler,
+        transports: Transports,
+        drivers: Drivers,
+        policies: Policies,
+        clock: Clock,
+        config: EngineConfig,
+    ) -> None:
+        self._store = store
+        self._settler = settler
+        self._transports = transports
+        self._drivers = drivers
+        self._policies = policies
+        self._clock = clock
+        self._config = config
+
+    async def run(
+        self, st: Claimed, prepared: Prepared, state: dict[str, bytes], state_version: int
+    ) -> Continue | None:
+        """Run one bidirectional attempt of ``st`` to its end and settle it."""
+        inv = st.inv
+        exchange = self._transports.sign(prepared.exchange)
+        url = prepared.address.rstrip("/") + exchange.path
+        try:
+            stream = await self._transports.http2.client.open("POST", url, exchange.headers)
+            await stream.send(exchange.body)
+        except Http2Error as exc:
+            await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
+            return None
+        attempt = _Attempt(self, st, stream, state, state_version)
+        wakeup = self._drivers.watch(inv.id)
+        try:
+            return await attempt.run(wakeup)
+        except _Lost:
+            log.info("invocation %s changed while its attempt streamed; dropping it", inv.id)
+            self._drivers.dispatch(inv.id)
+            return None
+        finally:
+            self._drivers.unwatch(inv.id)
+            attempt.close()
+
+
+class _Attempt:
+    """The state of one bidirectional attempt."""
+
+    def __init__(
+        self,
+        owner: Bidi,
+        st: Claimed,
+        stream: Http2Stream,
+        state: dict[str, bytes],
+        state_version: int,
+    ) -> None:
+        self.o = owner
+        self.st = st
+        self.stream = stream
+        self.state = state
+        self.state_version = state_version
+        self.pending: list[Entry] = []  # messages received, not committed yet
+        self.decoder = FrameDecoder(owner._config.max_response_bytes)
+        self.received = 0
+        self.reader: asyncio.Task[bytes | None] | None = None
+        self.finished = False
+
+    def close(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.cancel()
+        if not self.finished:
+            self.stream.cancel()
+
+    def _inactivity_s(self) -> float:
+        return self.o._policies.inactivity_timeout_s(self.st.inv)
+
+    async def run(self, wakeup: asyncio.Event) -> Continue | None:
+        settler = self.o._settler
+        st = self.st
+        try:
+            status = await asyncio.wait_for(self.stream.response(), self._inactivity_s())
+        except (TimeoutError, Http2Error) as exc:
+            await settler.fail(st, AttemptError(503, f"no response from the deployment: {exc}"))
+            return None
+        if status != 200:
+            body = await self._read_some()
+            snippet = body[:300].decode("utf-8", "replace")
+            await settler.fail(
+                st,
+                AttemptError(
+                    status if status >= 400 else 500,
+                    f"deployment answered HTTP {status} for {st.inv.service}/{st.inv.handler}: "
+                    f"{snippet}",
+                ),
+            )
+            return None
+        ct = self.stream.headers.get("content-type", "")
+        if not ct.startswith("application/vnd.restate.invocation.v"):
+            await settler.fail(
+                st, AttemptError(571, f"deployment answered with content-type {ct!r}")
+            )
+            return None
+        closed_input = False
+        while True:
+            try:
+                outcome = await self._next(wakeup, closed_input)
+            except _TooLarge:
+                await settler.fail(
+                    st,
+                    AttemptError(
+                        500,
+                        f"the deployment's response is over the limit of "
+                        f"{self.o._config.max_response_bytes} bytes",
+                    ),
+                )
+                return None
+            if outcome == "data":
+                if self._terminal_seen():
+                    break
+                if not closed_input:
+                    await self._commit_if_awaited()
+            elif outcome == "wakeup":
+                if not closed_input:
+                    await self._absorb()
+            elif outcome == "idle":
+                if closed_input:
+                    await settler.fail(st, AttemptError(503, "the deployment stopped answering"))
+                    return None
+                # Nothing for the handler to wait on soon: let it suspend.
+                await self.stream.end()
+                closed_input = True
+            else:  # the stream ended without End, Suspension or Error
+                self.finished = True
+                await settler.fail(
+                    st,
+                    AttemptError(
+                        571, "protocol violation: the stream ended without End, Suspension or Error"
+                    ),
+                )
+                return None
+        self.finished = True
+        try:
+            processed = process(self.pending, self._input(0))
+        except ProtocolViolation as exc:
+            await settler.fail(st, AttemptError(571, f"protocol violation: {exc}"))
+            return None
+        return await settler.settle(st, processed, self.state_version)
+
+    async def _read_some(self) -> bytes:
+        chunks: list[bytes] = []
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                while (chunk := await self.stream.receive()) is not None and len(chunks) < 8:
+                    chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _next(self, wakeup: asyncio.Event, closed_input: bool) -> str:
+        """Wait for the next thing that happens: "data", "wakeup", "idle" or "end"."""
+        if self.reader is None:
+            self.reader = asyncio.ensure_future(self.stream.receive())
+        timeout = self._inactivity_s()
+        next_wake = min((w for _cid, w in self.st.inv.timers), default=None)
+        if next_wake is not None and not closed_input:
+            timeout = min(timeout, max(0.0, (next_wake - self.o._clock.now_ms()) / 1000))
+        waiter = asyncio.ensure_future(wakeup.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {self.reader, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if self.reader in done:
+            reader, self.reader = self.reader, None
+            try:
+                chunk = reader.result()
+            except Http2Error:
+                return "end"
+            if chunk is None:
+                return "end"
+            self.received += len(chunk)
+            if self.received > self.o._config.max_response_bytes:
+                raise _TooLarge()
+            try:
+                frames = self.decoder.feed(chunk)
+            except ProtocolError:
+                return "end"
+            self.pending.extend((f.type, f.payload) for f in frames)
+            return "data"
+        if wakeup.is_set():
+            wakeup.clear()
+            return "wakeup"
+        if next_wake is not None and self.o._clock.now_ms() >= next_wake and not closed_input:
+            return "wakeup"  # a sleep fell due
+        return "idle"
+
+    def _terminal_seen(self) -> bool:
+        return any(ty in _TERMINAL for ty, _payload in self.pending)
+
+    def _input(self, arrived: int) -> AttemptInput:
+        inv = self.st.inv
+        return AttemptInput(
+            invocation_id=inv.id,
+            service=inv.service,
+            handler=inv.handler,
+            key=inv.key,
+            service_kind=inv.service_kind,
+            can_write_state=rec.writes_state(inv),
+            journal_len=inv.journal_len + arrived,
+            commands_len=inv.commands_len,
+            state=self.state,
+            now_ms=self.o._clock.now_ms(),
+        )
+
+    async def _commit_if_awaited(self) -> None:
+        """Commit what arrived if the handler may wait on something in it: a result the commit
+        produces (a run's, a state read's, a call's id), a sleep, or an effect on another
+        invocation whose answer comes back here. State writes alone wait for the next commit."""
+        try:
+            partial = process(self.pending, self._input(0), final=False)
+        except ProtocolViolation:
+            return  # settled as a violation when the attempt ends
+        produced = any(ty >= 0x8000 for ty, _payload in partial.entries)
+        if produced or partial.timers or partial.effects:
+            await self._commit(Pending())
+
+    async def _absorb(self) -> None:
+        """Commit and send what arrived for the invocation (notifications, due sleeps)."""
+        st = self.st
+        items = await self.o._store.backend.query(keys.inv(st.inv.id), keys.NOTIFY_PREFIX)
+        loaded = Loaded(st.inv, st.version, st.entries)
+        for item in items:
+            loaded.pending.append((item, rec.decode(item.value, rec.PendingNotification)))
+        loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
+        arrived = take_pending(loaded, self.o._clock.now_ms())
+        if arrived.entries or arrived.changed:
+            await self._commit(arrived)
+
+    async def _commit(self, arrived: Pending) -> None:
+        """Checkpoint the pending messages (after ``arrived``) and send their notifications."""
+        st = self.st
+        try:
+            p = process(self.pending, self._input(len(arrived.entries)), final=False)
+        except ProtocolViolation:
+            return
+        try:
+            await self.o._settler.checkpoint(st, p, self.state_version, arrived, st.inv.journal_len)
+        except ConflictError as exc:
+            raise _Lost from exc
+        except CommitUnknownError:
+            raise
+        if p.state_changed and st.inv.key is not None and p.state is not None:
+            self.state = p.state
+            self.state_version += 1
+        self.pending = []
+        out = [*arrived.entries, *(e for e in p.entries if e[0] >= 0x8000)]
+        if out:
+            try:
+                await self.stream.send(b"".join(encode_raw(ty, payload) for ty, payload in out))
+            except Http2Error:
+                pass  # the stream broke: the handler's next attempt replays the journal
+
+
+class _TooLarge(Exception):
+    """The deployment sent more than the response limit."""

@@ -1,0 +1,320 @@
+"""An HTTP/2 cleartext client (h2c with prior knowledge) for deployments, on the ``h2`` library.
+
+restate-server talks HTTP/2 to deployments unless told ``use_http_11``, and the official SDKs
+served the default way (``restate.serve()`` in TypeScript, hypercorn for Python) speak only
+that. Over HTTP/2 a deployment announces ``BIDI_STREAM``: the request and the response stream
+at the same time, so the runtime can acknowledge each step as it commits.
+
+The ``h2`` package holds the protocol state machine (frames, HPACK, flow control); this module
+drives it over an asyncio connection: one connection per origin, any number of concurrent
+streams on it, a reader task dispatching events to streams. Why not httpx's HTTP/2: it sends
+the whole request body before it reads the response, which rules out a bidirectional stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+
+class Http2Error(Exception):
+    """The connection or the stream failed."""
+
+
+@dataclass(slots=True)
+class _StreamState:
+    headers: asyncio.Future[list[tuple[str, str]]]
+    data: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    window: asyncio.Event = field(default_factory=asyncio.Event)
+    error: BaseException | None = None
+
+
+class Http2Stream:
+    """One request/response stream; both directions may be open at once."""
+
+    def __init__(self, conn: _Connection, stream_id: int, state: _StreamState) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._state = state
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._ended_out = False
+
+    async def response(self) -> int:
+        """Wait for the response headers; the status code."""
+        raw = await self._state.headers
+        self.headers = {k: v for k, v in raw if not k.startswith(":")}
+        self.status = int(dict(raw).get(":status", "0"))
+        return self.status
+
+    async def send(self, data: bytes, *, end: bool = False) -> None:
+        """Send ``data`` on the request stream (waiting for flow-control credit)."""
+        await self._conn.send_data(self.stream_id, self._state, data, end)
+        if end:
+            self._ended_out = True
+
+    async def end(self) -> None:
+        """Close the request side (the deployment sees the end of its input)."""
+        if not self._ended_out:
+            await self.send(b"", end=True)
+
+    async def receive(self) -> bytes | None:
+        """The next chunk of the response body; None at its end."""
+        chunk = await self._state.data.get()
+        if chunk is None and self._state.error is not None:
+            raise Http2Error(str(self._state.error)) from self._state.error
+        if chunk is not None:
+            self._conn.consumed(self.stream_id, len(chunk))
+        return chunk
+
+    def cancel(self) -> None:
+        """Reset the stream (the attempt is over early)."""
+        self._conn.reset(self.stream_id)
+
+
+class _Connection:
+    """One h2c connection and the streams on it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.streams: dict[int, _StreamState] = {}
+        self.closed = False
+        self._lock = asyncio.Lock()
+        self._reader_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24,
+            },
+        )
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window((1 << 24) - 65535)
+        await self._flush()
+        self._reader_task = asyncio.ensure_future(self._read_loop())
+
+    async def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    def _flush_soon(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def open(
+        self, method: str, path: str, authority: str, headers: dict[str, str]
+    ) -> Http2Stream:
+        async with self._lock:
+            if self.closed:
+                raise Http2Error("connection closed")
+            stream_id = self.h2.get_next_available_stream_id()
+            state = _StreamState(asyncio.get_running_loop().create_future())
+            self.streams[stream_id] = state
+            request_headers: Sequence[tuple[str, str]] = [
+                (":method", method),
+                (":scheme", "http"),
+                (":authority", authority),
+                (":path", path),
+                *((k.lower(), v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP),
+            ]
+            self.h2.send_headers(stream_id, request_headers)
+            await self._flush()
+        return Http2Stream(self, stream_id, state)
+
+    async def send_data(self, stream_id: int, state: _StreamState, data: bytes, end: bool) -> None:
+        view = memoryview(data)
+        while True:
+            if state.error is not None:
+                raise Http2Error(str(state.error))
+            async with self._lock:
+                if self.closed:
+                    raise Http2Error("connection closed")
+                window = self.h2.local_flow_control_window(stream_id)
+                size = min(len(view), window, self.h2.max_outbound_frame_size)
+                if size > 0 or (not view and end):
+                    last = end and size == len(view)
+                    self.h2.send_data(stream_id, bytes(view[:size]), end_stream=last)
+                    view = view[size:]
+                    await self._flush()
+                    if not view:
+                        return
+                else:
+                    state.window.clear()
+            if size == 0:
+                await state.window.wait()
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        with contextlib.suppress(h2.exceptions.StreamClosedError, KeyError):
+            self.h2.acknowledge_received_data(size, stream_id)
+        self._flush_soon()
+
+    def reset(self, stream_id: int) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error, KeyError):
+            self.h2.reset_stream(stream_id)
+        self.streams.pop(stream_id, None)
+        self._flush_soon()
+
+    async def _read_loop(self) -> None:
+        error: BaseException | None = None
+        try:
+            while True:
+                data = await self.reader.read(1 << 16)
+                if not data:
+                    error = Http2Error("the deployment closed the connection")
+                    break
+                events = self.h2.receive_data(data)
+                for event in events:
+                    self._on(event)
+                self._flush_soon()
+        except (OSError, h2.exceptions.H2Error, asyncio.IncompleteReadError) as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = Http2Error("connection closed")
+            raise
+        finally:
+            self.closed = True
+            for state in self.streams.values():
+                state.error = state.error or error or Http2Error("connection closed")
+                if not state.headers.done():
+                    state.headers.set_exception(Http2Error(str(state.error)))
+                state.data.put_nowait(None)
+                state.window.set()
+            self.streams.clear()
+            self.writer.close()
+
+    def _on(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.ResponseReceived):
+            state = self.streams.get(event.stream_id)
+            if state is not None and not state.headers.done():
+                state.headers.set_result([(str(k), str(v)) for k, v in event.headers])
+        elif isinstance(event, h2.events.DataReceived):
+            state = self.streams.get(event.stream_id)
+            if state is not None:
+                state.data.put_nowait(bytes(event.data))
+            else:
+                self.consumed(event.stream_id, event.flow_controlled_length)
+        elif isinstance(event, h2.events.StreamEnded):
+            state = self.streams.pop(event.stream_id, None)
+            if state is not None:
+                state.data.put_nowait(None)
+        elif isinstance(event, h2.events.StreamReset):
+            state = self.streams.pop(event.stream_id, None)
+            if state is not None:
+                state.error = Http2Error(
+                    f"stream reset by the deployment (code {event.error_code})"
+                )
+                if not state.headers.done():
+                    state.headers.set_exception(state.error)
+                state.data.put_nowait(None)
+                state.window.set()
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id == 0:
+                for state in self.streams.values():
+                    state.window.set()
+            else:
+                state = self.streams.get(event.stream_id)
+                if state is not None:
+                    state.window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.closed = True
+
+    async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader_task
+        self.writer.close()
+
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "host"})
+
+
+class Http2Client:
+    """Opens HTTP/2 streams to deployment URLs, one connection per origin."""
+
+    def __init__(self) -> None:
+        self._conns: dict[tuple[str, int], _Connection] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Lock] = {}
+
+    async def open(self, method: str, url: str, headers: dict[str, str]) -> Http2Stream:
+        """Open a stream for ``method url`` (headers sent, body not yet)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", ""):
+            raise Http2Error(f"{url}: only cleartext HTTP/2 (h2c) is supported")
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        authority = host if parts.port is None else f"{host}:{port}"
+        for _ in range(2):
+            conn = await self._connection((host, port))
+            try:
+                return await conn.open(method, path, authority, headers)
+            except Http2Error:
+                self._conns.pop((host, port), None)
+        raise Http2Error(f"{url}: cannot open an HTTP/2 stream")
+
+    async def _connection(self, origin: tuple[str, int]) -> _Connection:
+        conn = self._conns.get(origin)
+        if conn is not None and not conn.closed:
+            return conn
+        lock = self._connecting.setdefault(origin, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(origin)
+            if conn is not None and not conn.closed:
+                return conn
+            try:
+                reader, writer = await asyncio.open_connection(*origin, limit=1 << 20)
+            except OSError as exc:
+                raise Http2Error(f"cannot connect to {origin[0]}:{origin[1]}: {exc}") from exc
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(reader, writer)
+            await conn.start()
+            self._conns[origin] = conn
+            return conn
+
+    async def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, *, max_body: int
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A whole request and response over one stream (discovery, request-response)."""
+        stream = await self.open(method, url, headers)
+        try:
+            await stream.send(body, end=True)
+            status = await stream.response()
+            chunks: list[bytes] = []
+            size = 0
+            while (chunk := await stream.receive()) is not None:
+                size += len(chunk)
+                if size > max_body:
+                    raise Http2Error(f"response body over the limit of {max_body} bytes")
+                chunks.append(chunk)
+            return status, stream.headers, b"".join(chunks)
+        except BaseException:
+            stream.cancel()
+            raise
+
+    async def close(self) -> None:
+        """Close every connection."""
+        conns = list(self._conns.values())
+        self._conns.clear()
+        for conn in conns:
+            await conn.close()
