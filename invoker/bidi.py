@@ -43,6 +43,8 @@ from restate_lambda.protocol.messages import MessageType as T
 log = logging.getLogger("restate_lambda.bidi")
 
 _TERMINAL = frozenset({int(T.END), int(T.SUSPENSION), int(T.ERROR)})
+#: How long a handler's pause must last before its state writes are committed on their own.
+_FLUSH_AFTER_S = 0.005
 
 
 class _Lost(Exception):
@@ -117,12 +119,16 @@ class _Attempt:
         self.received = 0
         self.reader: asyncio.Task[bytes | None] | None = None
         self.finished = False
+        #: Uncommitted messages nothing waits on (a state write): committed when the handler
+        #: pauses this long, so that what it wrote is visible while it waits on something else.
+        self.flush_at: float | None = None
 
     def close(self) -> None:
         if self.reader is not None and not self.reader.done():
             self.reader.cancel()
-        if not self.finished:
-            self.stream.cancel()
+        # Our side of the stream is still open (the handler ended its own): reset it, which
+        # frees the stream on the connection whatever state it is in.
+        self.stream.cancel()
 
     def _inactivity_s(self) -> float:
         return self.o._policies.inactivity_timeout_s(self.st.inv)
@@ -170,8 +176,13 @@ class _Attempt:
             if outcome == "data":
                 if self._terminal_seen():
                     break
-                if not closed_input:
-                    await self._commit_if_awaited()
+                if not closed_input and not await self._commit_if_awaited():
+                    loop = asyncio.get_running_loop()
+                    self.flush_at = loop.time() + _FLUSH_AFTER_S if self.pending else None
+            elif outcome == "flush":
+                self.flush_at = None
+                if self.pending and not closed_input:
+                    await self._commit(Pending())
             elif outcome == "wakeup":
                 if not closed_input:
                     await self._absorb()
@@ -212,6 +223,8 @@ class _Attempt:
         if self.reader is None:
             self.reader = asyncio.ensure_future(self.stream.receive())
         timeout = self._inactivity_s()
+        if self.flush_at is not None:
+            timeout = min(timeout, max(0.0, self.flush_at - asyncio.get_running_loop().time()))
         next_wake = min((w for _cid, w in self.st.inv.timers), default=None)
         if next_wake is not None and not closed_input:
             timeout = min(timeout, max(0.0, (next_wake - self.o._clock.now_ms()) / 1000))
@@ -242,6 +255,8 @@ class _Attempt:
         if wakeup.is_set():
             wakeup.clear()
             return "wakeup"
+        if self.flush_at is not None and asyncio.get_running_loop().time() >= self.flush_at:
+            return "flush"
         if next_wake is not None and self.o._clock.now_ms() >= next_wake and not closed_input:
             return "wakeup"  # a sleep fell due
         return "idle"
@@ -264,17 +279,20 @@ class _Attempt:
             now_ms=self.o._clock.now_ms(),
         )
 
-    async def _commit_if_awaited(self) -> None:
+    async def _commit_if_awaited(self) -> bool:
         """Commit what arrived if the handler may wait on something in it: a result the commit
         produces (a run's, a state read's, a call's id), a sleep, or an effect on another
         invocation whose answer comes back here. State writes alone wait for the next commit."""
         try:
             partial = process(self.pending, self._input(0), final=False)
         except ProtocolViolation:
-            return  # settled as a violation when the attempt ends
+            return True  # settled as a violation when the attempt ends
         produced = any(ty >= 0x8000 for ty, _payload in partial.entries)
         if produced or partial.timers or partial.effects:
             await self._commit(Pending())
+            self.flush_at = None
+            return True
+        return False
 
     async def _absorb(self) -> None:
         """Commit and send what arrived for the invocation (notifications, due sleeps)."""

@@ -92,8 +92,18 @@ class _Connection:
         self.h2 = h2.connection.H2Connection(config=config)
         self.streams: dict[int, _StreamState] = {}
         self.closed = False
+        #: The deployment's limit of concurrent streams was reached on this connection.
+        self.full = False
         self._lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
+
+    def open_streams(self) -> int:
+        """Streams open on this connection (by the protocol's count)."""
+        return int(self.h2.open_outbound_streams)
+
+    def max_streams(self) -> int:
+        """The deployment's limit of concurrent streams."""
+        return int(self.h2.remote_settings.max_concurrent_streams)
 
     async def start(self) -> None:
         self.h2.local_settings = h2.settings.Settings(
@@ -248,10 +258,11 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgra
 
 
 class Http2Client:
-    """Opens HTTP/2 streams to deployment URLs, one connection per origin."""
+    """Opens HTTP/2 streams to deployment URLs: connections per origin, a new one whenever
+    the open ones carry as many streams as the deployment allows."""
 
     def __init__(self) -> None:
-        self._conns: dict[tuple[str, int], _Connection] = {}
+        self._conns: dict[tuple[str, int], list[_Connection]] = {}
         self._connecting: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def open(self, method: str, url: str, headers: dict[str, str]) -> Http2Stream:
@@ -263,23 +274,28 @@ class Http2Client:
         port = parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         authority = host if parts.port is None else f"{host}:{port}"
-        for _ in range(2):
+        for _ in range(3):
             conn = await self._connection((host, port))
             try:
                 return await conn.open(method, path, authority, headers)
+            except h2.exceptions.TooManyStreamsError:
+                conn.full = True
             except Http2Error:
-                self._conns.pop((host, port), None)
+                conn.closed = True
         raise Http2Error(f"{url}: cannot open an HTTP/2 stream")
 
     async def _connection(self, origin: tuple[str, int]) -> _Connection:
-        conn = self._conns.get(origin)
-        if conn is not None and not conn.closed:
-            return conn
+        conns = self._conns.setdefault(origin, [])
+        conns[:] = [c for c in conns if not c.closed]
+        for conn in conns:
+            if not conn.full or conn.open_streams() < conn.max_streams():
+                conn.full = False
+                return conn
         lock = self._connecting.setdefault(origin, asyncio.Lock())
         async with lock:
-            conn = self._conns.get(origin)
-            if conn is not None and not conn.closed:
-                return conn
+            for conn in conns:
+                if not conn.closed and not conn.full:
+                    return conn
             try:
                 reader, writer = await asyncio.open_connection(*origin, limit=1 << 20)
             except OSError as exc:
@@ -289,7 +305,7 @@ class Http2Client:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Connection(reader, writer)
             await conn.start()
-            self._conns[origin] = conn
+            conns.append(conn)
             return conn
 
     async def request(
@@ -314,7 +330,7 @@ class Http2Client:
 
     async def close(self) -> None:
         """Close every connection."""
-        conns = list(self._conns.values())
+        conns = [c for cs in self._conns.values() for c in cs]
         self._conns.clear()
         for conn in conns:
             await conn.close()

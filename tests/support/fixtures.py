@@ -24,15 +24,16 @@ from tests.support.runtimes import (
     restate_server_bin,
 )
 
+_LAMBDA_MARK = pytest.mark.skipif(
+    not restate_lambda_available(), reason="restate-lambda dev not available"
+)
+#: Each runtime with the SDK app registered over HTTP/1.1 (request-response, as on Lambda) and
+#: over HTTP/2 (h2c, the SDK in BIDI_STREAM mode: restate-server's default).
 RUNTIME_PARAMS = [
-    pytest.param("restate-server", id="restate-server", marks=pytest.mark.server),
-    pytest.param(
-        "restate-lambda",
-        id="restate-lambda",
-        marks=pytest.mark.skipif(
-            not restate_lambda_available(), reason="restate-lambda dev not available"
-        ),
-    ),
+    pytest.param(("restate-server", True), id="restate-server", marks=pytest.mark.server),
+    pytest.param(("restate-server", False), id="restate-server-h2", marks=pytest.mark.server),
+    pytest.param(("restate-lambda", True), id="restate-lambda", marks=_LAMBDA_MARK),
+    pytest.param(("restate-lambda", False), id="restate-lambda-h2", marks=_LAMBDA_MARK),
 ]
 
 
@@ -66,7 +67,8 @@ def runtime(
 ) -> Iterator[Runtime]:
     """A started runtime with the SDK app registered as a deployment."""
     rt: Runtime
-    if request.param == "restate-server":
+    name, http11 = request.param
+    if name == "restate-server":
         binary = restate_server_bin()
         if binary is None:
             pytest.skip("restate-server not found: run scripts/install_tools.sh "
@@ -76,7 +78,7 @@ def runtime(
         rt = RestateLambdaRuntime(tmp_path_factory.mktemp("restate-lambda"))
     try:
         rt.start()
-        rt.register(sdk_app.url)
+        rt.register(sdk_app.url, use_http_11=http11)
         yield rt
     finally:
         rt.stop()

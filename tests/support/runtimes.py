@@ -131,6 +131,8 @@ class Runtime:
     """What a scenario needs from a runtime."""
 
     name: str
+    #: Whether the SDK app is reached over HTTP/2 (BIDI_STREAM) rather than HTTP/1.1.
+    http2: bool = False
     ingress_url: str
     admin_url: str
     process: ManagedProcess
@@ -153,11 +155,13 @@ class Runtime:
         self.process.kill9()
         self.start()
 
-    def register(self, uri: str) -> dict[str, Any]:
-        """``POST /deployments`` (HTTP/1.1 deployment) and wait until the ingress routes to it."""
+    def register(self, uri: str, *, use_http_11: bool = True) -> dict[str, Any]:
+        """``POST /deployments`` (over HTTP/1.1, or HTTP/2 where the SDK streams) and wait
+        until the ingress routes to it."""
+        self.http2 = not use_http_11
         r = httpx.post(
             f"{self.admin_url}/deployments",
-            json={"uri": uri, "use_http_11": True},
+            json={"uri": uri, "use_http_11": use_http_11},
             timeout=30,
         )
         if r.status_code not in (200, 201):
