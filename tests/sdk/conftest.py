@@ -106,9 +106,14 @@ def _wait_routable(ingress: str, proc: ManagedProcess) -> None:
     wait_until(ok, 60, "Greeter/greet routable", process=proc)
 
 
-@pytest.fixture(scope="session", params=["restate-lambda", "server-rr", "server-bidi"])
+@pytest.fixture(
+    scope="session",
+    params=["restate-lambda", "lambda-rr", "lambda-bidi", "server-rr", "server-bidi"],
+)
 def sdk_runtime(request: pytest.FixtureRequest, sdk_workdir: Path) -> Iterator[SdkRuntime]:
-    """restate-lambda dev (in process), or restate-server with the app over HTTP/1.1 / h2c."""
+    """restate-lambda dev with the app in process, or over HTTP/1.1 (its steps checkpointed at
+    the dev server's ingress) or h2c (bidirectional); restate-server with the app over HTTP/1.1
+    or h2c."""
     work = sdk_workdir / request.param
     work.mkdir()
     effects = sdk_workdir / "effects"
@@ -147,6 +152,9 @@ def sdk_runtime(request: pytest.FixtureRequest, sdk_workdir: Path) -> Iterator[S
         finally:
             rt.stop()
         return
+    if request.param.startswith("lambda-"):
+        yield from _lambda_with_deployment(request.param, work, sdk_workdir, effects)
+        return
     binary = restate_server_bin()
     if binary is None:
         pytest.skip("restate-server not found (set RESTATE_SERVER_BIN or install the npm package)")
@@ -163,6 +171,49 @@ def sdk_runtime(request: pytest.FixtureRequest, sdk_workdir: Path) -> Iterator[S
         r = httpx.post(f"{server.admin_url}/deployments", json=body, timeout=30)
         assert r.status_code in (200, 201), r.text
         _wait_routable(server.ingress_url, server.process)
+        yield rt
+    finally:
+        rt.stop()
+
+
+def _lambda_with_deployment(
+    name: str, work: Path, sdk_workdir: Path, effects: Path
+) -> Iterator[SdkRuntime]:
+    """restate-lambda dev and the app served by hypercorn, registered over HTTP/1.1 or h2c."""
+    http2 = name == "lambda-bidi"
+    dep = Deployment(work, sdk_workdir / "module", effects, http2)
+    ingress, admin = free_ports(2)
+    proc = ManagedProcess(
+        "restate-lambda",
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "restate-lambda"),
+            "dev",
+            "--ingress-port",
+            str(ingress),
+            "--admin-port",
+            str(admin),
+            "--data-dir",
+            str(work / "data"),
+            "--log-level",
+            "WARNING",
+        ],
+        work / "restate-lambda.log",
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+    )
+    rt = SdkRuntime(
+        name, f"http://127.0.0.1:{ingress}", f"http://127.0.0.1:{admin}", [dep.process, proc]
+    )
+    try:
+        dep.start()
+        proc.start()
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{admin}/health"), 60, "admin /health", process=proc
+        )
+        body = {"uri": dep.url} if http2 else {"uri": dep.url, "use_http_11": True}
+        r = httpx.post(f"http://127.0.0.1:{admin}/deployments", json=body, timeout=30)
+        assert r.status_code in (200, 201), r.text
+        _wait_routable(rt.ingress_url, proc)
         yield rt
     finally:
         rt.stop()

@@ -139,7 +139,13 @@ def test_combinators(sdk_runtime: SdkRuntime, tag: str) -> None:
 #: without a checkpoint channel the attempt suspends after each step (six invocations). Ours
 #: mounts the app in process in request-response mode and offers no checkpoint channel yet.
 #: restate-lambda offers the checkpoint channel: one request-response invocation for 5 steps.
-FIVE_STEP_BODIES = {"server-bidi": 1, "server-rr": 6, "restate-lambda": 1}
+FIVE_STEP_BODIES = {
+    "server-bidi": 1,
+    "server-rr": 6,
+    "restate-lambda": 1,
+    "lambda-rr": 1,
+    "lambda-bidi": 1,
+}
 
 
 def test_five_steps_invocation_count(
@@ -207,11 +213,11 @@ def test_non_determinism_is_detected(
 
 
 def test_deployment_protocol(sdk_runtime: SdkRuntime) -> None:
-    """restate-server registered the app in the expected protocol mode."""
-    if not sdk_runtime.name.startswith("server"):
+    """The runtime registered the app in the expected protocol mode."""
+    if sdk_runtime.name == "restate-lambda":
         pytest.skip("our runtime mounts the app in process")
     deployments = httpx.get(f"{sdk_runtime.admin_url}/deployments", timeout=30).json()[
         "deployments"
     ]
-    expected = "BidiStream" if sdk_runtime.name == "server-bidi" else "RequestResponse"
+    expected = "BidiStream" if sdk_runtime.name.endswith("bidi") else "RequestResponse"
     assert {d["protocol_type"] for d in deployments} == {expected}
