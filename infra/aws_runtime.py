@@ -13,6 +13,7 @@ that a blocking ingress call runs its own invocation inline (``RESTATE_LAMBDA_IN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from backends.api import Backend
 from infra.settings import AwsSettings
 from invoker.config import EngineConfig
+from invoker.deadlines import call_deadline
 from invoker.dispatch import SqsDispatcher, schedule_upcoming
 from invoker.engine import RuntimeEngine
 from invoker.worker import work_batch
@@ -165,12 +167,33 @@ class AwsRuntime:
         engine = await self.ready()
         if self._ingress_app is None:
             self._ingress_app = create_ingress_app(
-                engine, max_body_bytes=self.settings.max_body_bytes
+                engine,
+                max_body_bytes=self.settings.max_body_bytes,
+                limits=self.settings.ingress_limits(),
             )
+        deadline = self._call_deadline(scope)
+        token = call_deadline.set(deadline)
         try:
             await self._ingress_app(scope, receive, send)
         finally:
-            await engine.drain()
+            call_deadline.reset(token)
+            # Work started here (effects, an attempt still running) ends with the function's
+            # time: what is not done by then is durable and resumed elsewhere (lease, outbox).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, (deadline - self.clock.now_ms()) / 1000)):
+                    await engine.drain()
+
+    def _call_deadline(self, scope: Any) -> int:
+        """When the request being served must be answered: the API Gateway integration's limit
+        (``RESTATE_LAMBDA_CALL_DEADLINE_S``, 28 s by default) or the function's own time left,
+        less a margin, whichever comes first."""
+        now = self.clock.now_ms()
+        deadline = now + int(self.settings.call_deadline_s * 1000)
+        context = scope.get("aws.context")
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(remaining):
+            deadline = min(deadline, now + int(remaining()) - 2_000)
+        return deadline
 
     # ------------------------------------------------------------------ worker
     def worker(self, event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -11,6 +11,11 @@
 ``RESTATE_LAMBDA_INLINE_CALLS``             ``1`` (default): a blocking ingress call runs its
                                             invocation inside the ingress Lambda; ``0``:
                                             through the queue like sends
+``RESTATE_LAMBDA_CALL_DEADLINE_S``          a blocking call waits at most this long (default
+                                            28: API Gateway ends integrations at 29 s) or the
+                                            function's time left, then answers 504 with the
+                                            invocation id; the invocation was stored before it
+                                            ran and goes on (attach to it)
 ``RESTATE_LAMBDA_SWEEP_LOOKAHEAD_S``        the sweeper schedules SQS wake-ups for work due
                                             within this many seconds (default 70)
 ``RESTATE_LAMBDA_ASSUME_ROLE_EXTERNAL_ID``  ``ExternalId`` for deployments with an
@@ -78,6 +83,8 @@ class AwsSettings:
     region: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     inline_calls: bool = True
+    #: How long a blocking ingress call may wait (API Gateway integrations end at 29 s).
+    call_deadline_s: int = 28
     sweep_lookahead_ms: int = 70_000
     assume_role_external_id: str | None = None
     sqs_endpoint_url: str | None = None
@@ -128,6 +135,7 @@ class AwsSettings:
             region=opt("AWS_REGION") or opt("AWS_DEFAULT_REGION"),
             max_body_bytes=number("RESTATE_LAMBDA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             inline_calls=inline not in ("0", "false", "no", "off"),
+            call_deadline_s=number("RESTATE_LAMBDA_CALL_DEADLINE_S", 28),
             sweep_lookahead_ms=number("RESTATE_LAMBDA_SWEEP_LOOKAHEAD_S", 70) * 1000,
             assume_role_external_id=opt("RESTATE_LAMBDA_ASSUME_ROLE_EXTERNAL_ID"),
             sqs_endpoint_url=opt("RESTATE_LAMBDA_SQS_ENDPOINT_URL"),

@@ -39,7 +39,14 @@ from ingress.request_body import parse_json_object, read_body
 from ingress.responses import outcome_response, send_response
 from ingress.targets import ref_from_json, resolve_invocation_id
 from ingress.visibility import refuse_private_invocation, refuse_private_ref
-from invoker.api import EngineApi, EngineError, InvokeRequest, NotFoundError, Target
+from invoker.api import (
+    EngineApi,
+    EngineError,
+    InvokeRequest,
+    NotFoundError,
+    StillRunningError,
+    Target,
+)
 from restate_lambda.checkpoint import HEADER_JOURNAL_INDEX, HEADER_TOKEN
 
 _INVOKE_METHODS = frozenset({"GET", "POST"})
@@ -103,6 +110,10 @@ class _IngressHandler:
         except IngressHttpError as exc:
             return error_response(
                 exc.status, exc.message, source=exc.source, invocation_id=exc.invocation_id
+            )
+        except StillRunningError as exc:
+            return error_response(
+                exc.status, exc.message, source="ingress", invocation_id=exc.invocation_id
             )
         except EngineError as exc:
             return error_response(exc.status, exc.message, source="ingress")

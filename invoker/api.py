@@ -68,6 +68,17 @@ class UnavailableError(EngineError):
     status = 503
 
 
+class StillRunningError(EngineError):
+    """A blocking call's deadline passed (an API Gateway integration's, a Lambda function's):
+    the invocation is durably stored and goes on; attach to it by id or idempotency key (504)."""
+
+    status = 504
+
+    def __init__(self, message: str, invocation_id: str) -> None:
+        super().__init__(message)
+        self.invocation_id = invocation_id
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where an invocation goes: ``service/handler`` or ``service/key/handler``."""

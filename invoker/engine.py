@@ -21,6 +21,7 @@ lifecycle (cancel, kill, pause, resume, purge), outbox and effects, sweeper; cro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from invoker.api import (
     Outcome,
     SendResult,
     ServiceType,
+    StillRunningError,
     Target,
 )
 from invoker.attempt import Attempts
@@ -54,6 +56,7 @@ from invoker.checkpoints import (
 from invoker.claims import Claims
 from invoker.commit import Committer
 from invoker.config import EngineConfig
+from invoker.deadlines import call_deadline
 from invoker.delivery import Delivery
 from invoker.drivers import Drivers
 from invoker.effects import Effects
@@ -251,9 +254,17 @@ class Engine(Operations):
     # -- the ingress API -----------------------------------------------------------------------
 
     async def call(self, request: InvokeRequest) -> Outcome:
-        """Submit an invocation and wait for its outcome."""
+        """Submit an invocation and wait for its outcome.
+
+        Under a call deadline (:mod:`invoker.deadlines`) the invocation is stored before it
+        runs when an attempt may outlast the deadline, and the wait ends at the deadline with
+        :class:`StillRunningError`: the invocation goes on and can be attached to.
+        """
         svc, handler = await self.lookup.find_fresh(request.target, from_ingress=True)
         inv_id = invocation_id_for(svc, handler, request)
+        deadline = call_deadline.get()
+        now = self.clock.now_ms()
+        short = deadline is not None and deadline - now < self.config.attempt_timeout_s * 1000
         future = self.waiters.register(inv_id)
         try:
             submitted = await self.submission.submit(
@@ -262,7 +273,7 @@ class Engine(Operations):
                 handler,
                 inv_id=inv_id,
                 run_here=self.inline_calls,
-                defer=handler.kind != "workflow" and request.idempotency_key is None,
+                defer=handler.kind != "workflow" and request.idempotency_key is None and not short,
             )
         except BaseException:
             self.waiters.drop(inv_id, future)
@@ -278,7 +289,17 @@ class Engine(Operations):
         if submitted.inv.status == rec.Status.COMPLETED:
             self.waiters.drop(inv_id, future)
             return outcome_of(submitted.inv)
-        return await self.waiters.wait(inv_id, future)
+        if deadline is None:
+            return await self.waiters.wait(inv_id, future)
+        try:
+            async with asyncio.timeout(max(0.0, (deadline - self.clock.now_ms()) / 1000)):
+                return await self.waiters.wait(inv_id, future)
+        except TimeoutError:
+            raise StillRunningError(
+                f"invocation {inv_id} is still running; it goes on: attach to it with "
+                f"GET /restate/invocation/{inv_id}/attach",
+                inv_id,
+            ) from None
 
     async def send(self, request: InvokeRequest) -> SendResult:
         """Submit an invocation without waiting for it."""

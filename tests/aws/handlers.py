@@ -7,6 +7,7 @@ in this process, so tests can tell replays from re-executions.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -64,6 +65,12 @@ def build(sdk: Any, name: str) -> list[Any]:
         for i in range(5):
             x = await ctx.run_typed(f"step-{i}", lambda v=x: v + 1)
         return int(x)
+
+    @steps.handler()
+    async def slow(ctx: Any, seconds: float) -> str:
+        """A step that outlasts a short call deadline."""
+        await ctx.run_typed("slow", lambda: time.sleep(seconds) or _bump(name, "slow"))
+        return "slept"
 
     flow = sdk.Workflow("Flow")
 

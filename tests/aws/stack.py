@@ -149,6 +149,7 @@ def aws_stack(
     *,
     clock: Clock | None = None,
     ingresses: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """A fresh table and queue, and the runtime's sandboxes configured to use them."""
     suffix = uuid.uuid4().hex[:12]
@@ -168,6 +169,7 @@ def aws_stack(
             "AWS_REGION": REGION,
             "RESTATE_LAMBDA_SQS_ENDPOINT_URL": moto,
             "RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL": lambda_endpoint,
+            **(env or {}),
         }
     )
     stack = Stack(settings, clock, sqs, table)

@@ -195,3 +195,32 @@ def test_custom_resource_registers_a_deployment(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_call_past_the_gateway_deadline_goes_on_and_can_be_attached(
+    dynamodb_endpoint: str,
+    s3_endpoint: str,
+    local_lambda: LocalLambda,
+    function: str,
+    clock: ManualClock,
+) -> None:
+    """A blocking call that outlasts the ingress's deadline (API Gateway's 29 s; here 1 s) is
+    answered 504 with its id; it was stored before it ran, so it goes on (the worker takes it
+    when the abandoned attempt's lease ends) and its result can be read by id."""
+    env = {"RESTATE_LAMBDA_CALL_DEADLINE_S": "1", "RESTATE_LAMBDA_ATTEMPT_TIMEOUT_S": "5"}
+    with aws_stack(
+        dynamodb_endpoint, s3_endpoint, local_lambda.endpoint_url, clock=clock, env=env
+    ) as s:
+        s.register(function)
+        status, headers, body = s.http("POST", "/Steps/slow", "3")
+        assert status == 504, body
+        assert json.loads(body)["code"] == 504
+        inv_id = {k.lower(): v for k, v in headers.items()}["x-restate-id"]
+        status, _, body = s.http("GET", f"/restate/invocation/{inv_id}/output")
+        assert status == 470, body  # stored and not completed: nothing was lost
+        time.sleep(3)  # the handler Lambda's slow step ends (wall time)
+        clock.advance(60_000)  # the abandoned attempt's lease (5 s + margin) ends
+        s.sweep()
+        s.pump(until=lambda: s.http("GET", f"/restate/invocation/{inv_id}/output")[0] == 200)
+        status, _, body = s.http("GET", f"/restate/invocation/{inv_id}/output")
+        assert (status, json.loads(body)) == (200, "slept")
