@@ -97,10 +97,13 @@ async def test_every_write_point(
             points = points[:: -(-len(points) // 6)]  # at most 6 points a scenario: a table a run
         for plan in FaultPlan.each(points):
             ((index, fault),) = plan.faults.items()
-            try:
-                _faulty, violations = await asyncio.wait_for(run(scenario, plan, make), 120)
-            except TimeoutError:
-                violations = ["did not finish within 120 s"]
+            task = asyncio.ensure_future(run(scenario, plan, make))
+            done, _ = await asyncio.wait({task}, timeout=120)
+            if done:
+                _faulty, violations = task.result()
+            else:
+                violations = ["did not finish within 120 s", *_stacks()]
+                task.cancel()
             runs[(scenario.name, fault)] += 1
             if violations:
                 bad[(scenario.name, fault)] += 1
@@ -114,6 +117,19 @@ async def test_every_write_point(
     with capsys.disabled():
         print("\n" + table)
     assert [] == details
+
+
+def _stacks() -> list[str]:
+    """Where the tasks of a run that did not finish are waiting (for the report)."""
+    out = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = task.get_stack(limit=6)
+        out.append(
+            " <- ".join(f"{f.f_code.co_filename.split('/')[-1]}:{f.f_lineno}" for f in frames)
+        )
+    return out
 
 
 def _table(
