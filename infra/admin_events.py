@@ -50,6 +50,7 @@ class AwsRuntime(Protocol):
         """The started engine."""
         ...
 
+
 log = logging.getLogger("restate_lambda.admin")
 
 

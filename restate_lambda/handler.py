@@ -140,6 +140,7 @@ def handler_from_callable(fn: Any) -> Handler:
 #: import at cold start).
 _CO_COROUTINE = 0x80
 
+
 def _def_site(fn: Any) -> str:
     """``file:line`` of the ``def`` of ``fn`` (past its decorators)."""
     import linecache

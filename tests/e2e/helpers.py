@@ -11,16 +11,29 @@ from tests.support.effects import poll
 JSON = {"content-type": "application/json"}
 
 
-async def call(client: httpx.AsyncClient, path: str, value: Any = None, *, no_body: bool = False,
-               headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Response:
+async def call(
+    client: httpx.AsyncClient,
+    path: str,
+    value: Any = None,
+    *,
+    no_body: bool = False,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> httpx.Response:
     """POST a handler call; JSON-encodes ``value`` unless ``no_body`` (handlers without input)."""
     if no_body:
         return await client.post(path, headers=headers, timeout=timeout)
     return await client.post(path, json=value, headers={**JSON, **(headers or {})}, timeout=timeout)
 
 
-async def send(client: httpx.AsyncClient, path: str, value: Any = None, *, no_body: bool = False,
-               headers: dict[str, str] | None = None) -> str:
+async def send(
+    client: httpx.AsyncClient,
+    path: str,
+    value: Any = None,
+    *,
+    no_body: bool = False,
+    headers: dict[str, str] | None = None,
+) -> str:
     """POST ``{path}/send``, assert ``202 Accepted``, return the invocation id."""
     r = await call(client, f"{path}/send", value, no_body=no_body, headers=headers)
     assert r.status_code == 202, r.text
@@ -37,10 +50,15 @@ async def counter_value(client: httpx.AsyncClient, key: str) -> int:
     return int(r.json())
 
 
-async def wait_counter(client: httpx.AsyncClient, key: str, expected: int,
-                       timeout: float = 15) -> None:
-    await poll(lambda: counter_value(client, key), lambda v: v == expected, timeout=timeout,
-               what=f"Counter/{key} == {expected}")
+async def wait_counter(
+    client: httpx.AsyncClient, key: str, expected: int, timeout: float = 15
+) -> None:
+    await poll(
+        lambda: counter_value(client, key),
+        lambda v: v == expected,
+        timeout=timeout,
+        what=f"Counter/{key} == {expected}",
+    )
 
 
 def json_or_none(r: httpx.Response) -> Any:

@@ -69,8 +69,10 @@ async def test_kill_skips_compensation_and_propagates(
 
     r = await admin.patch(f"/invocations/{parent}/kill")
     assert r.status_code == 409, r.text
-    assert r.json() == {"message": f"The invocation '{parent}' was already completed.",
-                        "restate_code": None}
+    assert r.json() == {
+        "message": f"The invocation '{parent}' was already completed.",
+        "restate_code": None,
+    }
 
 
 async def test_purge(
@@ -96,8 +98,10 @@ async def test_purge(
 
     r = await admin.patch(f"/invocations/{inv}/purge")
     assert r.status_code == 404, r.text
-    assert r.json() == {"message": f"The requested invocation '{inv}' does not exist",
-                        "restate_code": None}
+    assert r.json() == {
+        "message": f"The requested invocation '{inv}' does not exist",
+        "restate_code": None,
+    }
 
     # The key is free again: the same id (derived from the key) runs anew.
     again = await call(ingress, "/Steps/run", {"tag": tag, "n": 1}, headers=headers)
@@ -109,7 +113,9 @@ async def test_purge(
     await effects.wait_for(f"{tag}-running", "sleeping")
     r = await admin.patch(f"/invocations/{running}/purge")
     assert r.status_code == 409, r.text
-    assert r.json() == {"message": f"The invocation '{running}' is not yet completed.",
-                        "restate_code": None}
+    assert r.json() == {
+        "message": f"The invocation '{running}' is not yet completed.",
+        "restate_code": None,
+    }
     r = await admin.patch(f"/invocations/{running}/kill")
     assert r.status_code == 200, r.text

@@ -46,7 +46,7 @@ async def test_unknown_service_and_handler(ingress: httpx.AsyncClient) -> None:
     assert error_body(r) == {
         "code": 404,
         "message": "service 'NoSuchService' not found, make sure to register the service "
-                   "before calling it.",
+        "before calling it.",
         "source": "ingress",
     }
     assert r.headers["x-restate-error-source"] == "ingress"
@@ -57,7 +57,7 @@ async def test_unknown_service_and_handler(ingress: httpx.AsyncClient) -> None:
     assert error_body(r) == {
         "code": 404,
         "message": "the service 'Greeter' exists, but the handler 'nope' was not found, check "
-                   "that the handler exists in the latest registered service version.",
+        "that the handler exists in the latest registered service version.",
         "source": "ingress",
     }
 
@@ -84,8 +84,11 @@ async def test_content_type_checks(ingress: httpx.AsyncClient) -> None:
     """A JSON handler needs a content type; a handler without input accepts no body."""
     r = await ingress.post("/Greeter/greet", content=b'"x"')
     assert r.status_code == 400, r.text
-    assert error_body(r) == {"code": 400, "source": "ingress",
-                             "message": "input validation error: Empty content-type"}
+    assert error_body(r) == {
+        "code": 400,
+        "source": "ingress",
+        "message": "input validation error: Empty content-type",
+    }
 
     r = await call(ingress, "/Counter/ct/get", None)  # JSON `null` to a handler without input
     assert r.status_code == 400, r.text
@@ -93,7 +96,8 @@ async def test_content_type_checks(ingress: httpx.AsyncClient) -> None:
     assert body["code"] == 400
     assert body["source"] == "ingress"
     assert body["message"].startswith(
-        "input validation error: Expected body and content-type to be empty"), body
+        "input validation error: Expected body and content-type to be empty"
+    ), body
 
 
 async def test_oversized_body_with_content_length(
@@ -103,7 +107,9 @@ async def test_oversized_body_with_content_length(
     ``length limit exceeded`` here; only the status is asserted)."""
     size = LIMIT + 1
     r = await asyncio.to_thread(
-        rawhttp.post, f"{runtime.ingress_url}/Greeter/greet", _json_string_body(size),
+        rawhttp.post,
+        f"{runtime.ingress_url}/Greeter/greet",
+        _json_string_body(size),
         {**JSON, "content-length": str(size)},
     )
     assert r.status == 413, r.body
@@ -113,13 +119,19 @@ async def test_oversized_body_with_content_length(
 async def test_oversized_body_chunked(runtime: Runtime, ingress: httpx.AsyncClient) -> None:
     """A chunked body that grows over 32 MiB: 413 with a JSON error body."""
     r = await asyncio.to_thread(
-        rawhttp.post, f"{runtime.ingress_url}/Greeter/greet", _json_string_body(LIMIT + CHUNK),
-        JSON, chunked=True,
+        rawhttp.post,
+        f"{runtime.ingress_url}/Greeter/greet",
+        _json_string_body(LIMIT + CHUNK),
+        JSON,
+        chunked=True,
     )
     assert r.status == 413, r.body
     assert r.headers["content-type"].startswith("application/json"), r.headers
-    assert json.loads(r.body) == {"code": 413, "message": "cannot read body: LengthLimitError",
-                                  "source": "ingress"}
+    assert json.loads(r.body) == {
+        "code": 413,
+        "message": "cannot read body: LengthLimitError",
+        "source": "ingress",
+    }
     await _still_serving(ingress)
 
 
@@ -128,8 +140,11 @@ async def test_ingress_private_service_not_reachable(ingress: httpx.AsyncClient)
     handler."""
     r = await call(ingress, "/Internal/secret", "x")
     assert r.status_code == 400, r.text
-    assert error_body(r) == {"code": 400, "message": "the invoked service is not public",
-                             "source": "ingress"}
+    assert error_body(r) == {
+        "code": 400,
+        "message": "the invoked service is not public",
+        "source": "ingress",
+    }
     assert "x-restate-id" not in r.headers
 
     r = await call(ingress, "/Internal/secret/send", "x")
@@ -145,8 +160,11 @@ async def test_malformed_and_unknown_ids(ingress: httpx.AsyncClient) -> None:
     """Malformed invocation/awakeable ids: 400; a well-formed unknown invocation id: 404."""
     r = await ingress.get("/restate/invocation/garbage/attach")
     assert r.status_code == 400, r.text
-    assert error_body(r) == {"code": 400, "source": "ingress",
-                             "message": "bad invocation id 'garbage': bad format"}
+    assert error_body(r) == {
+        "code": 400,
+        "source": "ingress",
+        "message": "bad invocation id 'garbage': bad format",
+    }
 
     unknown = "inv_1jl9KWPiVstV30o8YVIeAB3A60P5SKlaa5"
     r = await ingress.get(f"/restate/invocation/{unknown}/attach")
@@ -173,7 +191,8 @@ def _disconnect_mid_body(url: str, path: str) -> None:
     with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 5) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nhost: {parts.netloc}\r\ncontent-type: application/json\r\n"
-            "content-length: 1000\r\n\r\n".encode() + b'"aaaaaaaaa'
+            "content-length: 1000\r\n\r\n".encode()
+            + b'"aaaaaaaaa'
         )
         time.sleep(0.2)
 
@@ -186,9 +205,7 @@ async def test_hostile_input_is_4xx(
     Oversized ``?delay=``, an unparsable deployment URI, JSON nested 2,000 deep, a
     trailing-slash path with an encoded ``/``, and a client that disconnects mid-body.
     """
-    log_start = (
-        runtime.process.log_path.stat().st_size if runtime.process.log_path.exists() else 0
-    )
+    log_start = runtime.process.log_path.stat().st_size if runtime.process.log_path.exists() else 0
     r = await ingress.post("/Greeter/greet/send?delay=" + "9" * 50 + "s", json="x")
     assert 400 <= r.status_code < 500, r.text
 
@@ -209,8 +226,7 @@ async def test_hostile_input_is_4xx(
     assert not r.headers.get("location", "").endswith("/.."), r.headers
     assert 400 <= r.status_code < 500, r.status_code
 
-    for url, path in ((runtime.ingress_url, "/Greeter/greet"),
-                      (runtime.admin_url, "/deployments")):
+    for url, path in ((runtime.ingress_url, "/Greeter/greet"), (runtime.admin_url, "/deployments")):
         await asyncio.to_thread(_disconnect_mid_body, url, path)
     await _still_serving(ingress)
 

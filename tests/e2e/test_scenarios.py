@@ -189,8 +189,11 @@ async def test_delayed_send_from_handler(ingress: httpx.AsyncClient, tag: str) -
     r = await ingress.get(f"/restate/invocation/{sent}/output")
     if time.monotonic() - started < 0.8:
         assert r.status_code == 470, r.text
-        assert error_body(r) == {"code": 470, "source": "ingress",
-                                 "message": "the invocation exists but has not completed yet"}
+        assert error_body(r) == {
+            "code": 470,
+            "source": "ingress",
+            "message": "the invocation exists but has not completed yet",
+        }
         assert await counter_value(ingress, tag) == 0
 
     await wait_counter(ingress, tag, 3)
@@ -255,8 +258,11 @@ async def test_awakeable_resolve(ingress: httpx.AsyncClient, tag: str) -> None:
 async def test_awakeable_reject(ingress: httpx.AsyncClient, tag: str) -> None:
     """A rejection (text body) fails the awaiting handler with code 500 and that message."""
     inv, awakeable = await _awaiting(ingress, tag)
-    r = await ingress.post(f"/restate/awakeables/{awakeable}/reject", content=b"bad thing",
-                           headers={"content-type": "text/plain"})
+    r = await ingress.post(
+        f"/restate/awakeables/{awakeable}/reject",
+        content=b"bad thing",
+        headers={"content-type": "text/plain"},
+    )
     assert r.status_code == 202, r.text
     assert r.content == b""
 
@@ -280,8 +286,11 @@ async def test_workflow_promise_attach_output_and_resubmission(
     # A blocking second call while it runs: 409, pointing at the running invocation.
     r = await call(ingress, f"{wf}/run", payload)
     assert r.status_code == 409, r.text
-    assert error_body(r) == {"code": 409, "source": "invocation",
-                             "message": "the workflow method was already invoked"}
+    assert error_body(r) == {
+        "code": 409,
+        "source": "invocation",
+        "message": "the workflow method was already invoked",
+    }
     assert r.headers["x-restate-id"] == inv
 
     # A second /send: 202 PreviouslyAccepted with the original id.
@@ -325,8 +334,11 @@ async def test_workflow_promise_attach_output_and_resubmission(
     # The promise can be completed only once.
     r = await call(ingress, f"{wf}/click", "again")
     assert r.status_code == 409, r.text
-    assert error_body(r) == {"code": 409, "message": "promise was already completed",
-                             "source": "invocation"}
+    assert error_body(r) == {
+        "code": 409,
+        "message": "promise was already completed",
+        "source": "invocation",
+    }
 
     assert effects.lines(tag) == ["send-email"]
 
@@ -427,8 +439,10 @@ async def test_cancel_runs_compensation(
     # Cancelling a completed invocation: 409 from the admin API.
     r = await admin.patch(f"/invocations/{inv}/cancel")
     assert r.status_code == 409, r.text
-    assert r.json() == {"message": f"The invocation '{inv}' was already completed.",
-                        "restate_code": None}
+    assert r.json() == {
+        "message": f"The invocation '{inv}' was already completed.",
+        "restate_code": None,
+    }
 
 
 async def test_cancel_unknown_or_malformed_id(admin: httpx.AsyncClient) -> None:
@@ -436,13 +450,16 @@ async def test_cancel_unknown_or_malformed_id(admin: httpx.AsyncClient) -> None:
     unknown = "inv_1jl9KWPiVstV30o8YVIeAB3A60P5SKlaa5"
     r = await admin.patch(f"/invocations/{unknown}/cancel")
     assert r.status_code == 404, r.text
-    assert r.json() == {"message": f"The requested invocation '{unknown}' does not exist",
-                        "restate_code": None}
+    assert r.json() == {
+        "message": f"The requested invocation '{unknown}' does not exist",
+        "restate_code": None,
+    }
     r = await admin.patch("/invocations/garbage/cancel")
     assert r.status_code == 400, r.text
-    assert r.json() == {"restate_code": None,
-                        "message": "The request field 'invocation_id' is invalid. "
-                                   "Reason: bad format"}
+    assert r.json() == {
+        "restate_code": None,
+        "message": "The request field 'invocation_id' is invalid. Reason: bad format",
+    }
 
 
 def test_runtime_exposes_urls(runtime: Runtime) -> None:

@@ -21,6 +21,7 @@ def _text(value: Any) -> str:
         raise TerminalError("expected a JSON string", status_code=400)
     return value
 
+
 # --------------------------------------------------------------------------- private service
 internal = restate.Service("Internal", ingress_private=True)
 

@@ -32,8 +32,12 @@ class Effects:
         async def current() -> int:
             return self.count(tag, what)
 
-        return await poll(current, lambda n: n >= at_least, timeout=timeout,
-                          what=f"{at_least}x {what!r} in effects of {tag}")
+        return await poll(
+            current,
+            lambda n: n >= at_least,
+            timeout=timeout,
+            what=f"{at_least}x {what!r} in effects of {tag}",
+        )
 
 
 async def poll(

@@ -71,8 +71,9 @@ def runtime(
     if name == "restate-server":
         binary = restate_server_bin()
         if binary is None:
-            pytest.skip("restate-server not found: run scripts/install_tools.sh "
-                        "or set RESTATE_SERVER_BIN")
+            pytest.skip(
+                "restate-server not found: run scripts/install_tools.sh or set RESTATE_SERVER_BIN"
+            )
         rt = RestateServerRuntime(binary, tmp_path_factory.mktemp("restate-server"))
     else:
         rt = RestateLambdaRuntime(tmp_path_factory.mktemp("restate-lambda"))

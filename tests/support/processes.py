@@ -134,8 +134,9 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and not process.alive():
-            raise process.fail(f"exited with {process.proc and process.proc.returncode} "
-                               f"while waiting for {what}")
+            raise process.fail(
+                f"exited with {process.proc and process.proc.returncode} while waiting for {what}"
+            )
         try:
             if check():
                 return

@@ -33,7 +33,7 @@ def _parse(buf: bytes, eof: bool) -> RawResponse | None:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    rest = buf[head_end + 4:]
+    rest = buf[head_end + 4 :]
     if "content-length" in headers:
         n = int(headers["content-length"])
         return RawResponse(status, headers, rest[:n]) if len(rest) >= n else None
@@ -48,7 +48,7 @@ def _parse(buf: bytes, eof: bool) -> RawResponse | None:
                 return RawResponse(status, headers, body)
             if len(rest) < line_end + 2 + size + 2:
                 return None
-            body += rest[line_end + 2: line_end + 2 + size]
+            body += rest[line_end + 2 : line_end + 2 + size]
             pos = line_end + 2 + size + 2
     return RawResponse(status, headers, rest) if eof else None
 
@@ -69,9 +69,11 @@ def post(
     all_headers = {"host": f"{host}:{port}", "connection": "close", **headers}
     if chunked:
         all_headers["transfer-encoding"] = "chunked"
-    head = f"POST {path} HTTP/1.1\r\n" + "".join(
-        f"{k}: {v}\r\n" for k, v in all_headers.items()
-    ) + "\r\n"
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())
+        + "\r\n"
+    )
 
     sock = socket.create_connection((host, port), timeout=timeout)
 

@@ -62,15 +62,16 @@ def restate_lambda_argv() -> list[str]:
     if exe.exists():
         return [str(exe)]
     # Not installed as a script (the project is used from the tree): call the Typer app directly.
-    return [sys.executable, "-c", "import sys; from infra.cli import app; sys.argv[0] = "
-            "'restate-lambda'; app()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from infra.cli import app; sys.argv[0] = 'restate-lambda'; app()",
+    ]
 
 
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     if extra:
         env.update(extra)
@@ -92,14 +93,20 @@ class SdkApp:
         self.process = ManagedProcess(
             "sdk-app",
             [
-                sys.executable, "-m", "hypercorn",
-                "--bind", f"127.0.0.1:{self.port}",
-                "--workers", "1",
-                "--keep-alive", "60",
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--keep-alive",
+                "60",
                 # No TLS, so no ALPN: clients speak HTTP/1.1 unless they force h2c prior knowledge.
                 # restate-server is told `use_http_11`, so the SDK sees http_version == "1.1" and
                 # runs in request-response mode.
-                "--log-level", "warning",
+                "--log-level",
+                "warning",
                 app,
             ],
             workdir / "sdk-app.log",
@@ -109,8 +116,12 @@ class SdkApp:
 
     def start(self) -> None:
         self.process.start()
-        wait_until(lambda: http_ok(f"{self.url}/health"), START_TIMEOUT, "SDK app /health",
-                   process=self.process)
+        wait_until(
+            lambda: http_ok(f"{self.url}/health"),
+            START_TIMEOUT,
+            "SDK app /health",
+            process=self.process,
+        )
         manifest = httpx.get(
             f"{self.url}/discover",
             headers={"accept": "application/vnd.restate.endpointmanifest.v4+json"},
@@ -142,10 +153,18 @@ class Runtime:
         self.wait_healthy()
 
     def wait_healthy(self) -> None:
-        wait_until(lambda: http_ok(f"{self.ingress_url}/restate/health"), START_TIMEOUT,
-                   "ingress /restate/health", process=self.process)
-        wait_until(lambda: http_ok(f"{self.admin_url}/health"), START_TIMEOUT,
-                   "admin /health", process=self.process)
+        wait_until(
+            lambda: http_ok(f"{self.ingress_url}/restate/health"),
+            START_TIMEOUT,
+            "ingress /restate/health",
+            process=self.process,
+        )
+        wait_until(
+            lambda: http_ok(f"{self.admin_url}/health"),
+            START_TIMEOUT,
+            "admin /health",
+            process=self.process,
+        )
 
     def stop(self) -> None:
         self.process.stop()
@@ -172,8 +191,12 @@ class Runtime:
             resp = httpx.post(f"{self.ingress_url}/Greeter/greet", json="probe", timeout=10)
             return resp.status_code == 200
 
-        wait_until(greeter_routable, START_TIMEOUT, "Greeter/greet routable after registration",
-                   process=self.process)
+        wait_until(
+            greeter_routable,
+            START_TIMEOUT,
+            "Greeter/greet routable after registration",
+            process=self.process,
+        )
         return body
 
     def __repr__(self) -> str:
@@ -191,19 +214,21 @@ class RestateServerRuntime(Runtime):
         self.admin_url = f"http://127.0.0.1:{admin}"
         self.base_dir = workdir / "restate-data"
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        env = _child_env({
-            # ingress, admin and node (message fabric, also serves metrics) bind addresses
-            "RESTATE_INGRESS__BIND_ADDRESS": f"127.0.0.1:{ingress}",
-            "RESTATE_ADMIN__BIND_ADDRESS": f"127.0.0.1:{admin}",
-            "RESTATE_BIND_ADDRESS": f"127.0.0.1:{node}",
-            "RESTATE_ADVERTISED_ADDRESS": f"http://127.0.0.1:{node}/",
-            # TCP only: no unix sockets in the base dir (path length limits in deep tmp dirs)
-            "RESTATE_LISTEN_MODE": "tcp",
-            "RESTATE_DISABLE_TELEMETRY": "true",
-            "RESTATE_LOG_FORMAT": "compact",
-            "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
-            "RESTATE_CLUSTER_NAME": "e2e",
-        })
+        env = _child_env(
+            {
+                # ingress, admin and node (message fabric, also serves metrics) bind addresses
+                "RESTATE_INGRESS__BIND_ADDRESS": f"127.0.0.1:{ingress}",
+                "RESTATE_ADMIN__BIND_ADDRESS": f"127.0.0.1:{admin}",
+                "RESTATE_BIND_ADDRESS": f"127.0.0.1:{node}",
+                "RESTATE_ADVERTISED_ADDRESS": f"http://127.0.0.1:{node}/",
+                # TCP only: no unix sockets in the base dir (path length limits in deep tmp dirs)
+                "RESTATE_LISTEN_MODE": "tcp",
+                "RESTATE_DISABLE_TELEMETRY": "true",
+                "RESTATE_LOG_FORMAT": "compact",
+                "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
+                "RESTATE_CLUSTER_NAME": "e2e",
+            }
+        )
         self.process = ManagedProcess(
             "restate-server",
             [binary, "--base-dir", str(self.base_dir), "--node-name", "e2e", "--no-logo"],
@@ -227,10 +252,14 @@ class RestateLambdaRuntime(Runtime):
         self.process = ManagedProcess(
             "restate-lambda",
             [
-                *restate_lambda_argv(), "dev",
-                "--ingress-port", str(ingress),
-                "--admin-port", str(admin),
-                "--data-dir", str(self.data_dir),
+                *restate_lambda_argv(),
+                "dev",
+                "--ingress-port",
+                str(ingress),
+                "--admin-port",
+                str(admin),
+                "--data-dir",
+                str(self.data_dir),
             ],
             workdir / "restate-lambda.log",
             env=_child_env(),

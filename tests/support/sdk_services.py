@@ -130,7 +130,6 @@ async def flaky_run(ctx: Context, req: dict[str, Any]) -> str:
     return f"ok after {fail_times} failures"
 
 
-
 # --------------------------------------------------------------------------- Failer (service)
 
 failer = restate.Service("Failer")
@@ -208,7 +207,6 @@ async def signup_run(ctx: WorkflowContext, req: dict[str, Any]) -> str:
     return f"verified {email} with {secret_value}"
 
 
-
 @signup.handler()
 async def click(ctx: WorkflowSharedContext, secret_value: str) -> None:
     await ctx.promise("link", type_hint=str).resolve(secret_value)
@@ -237,7 +235,6 @@ async def long_sleep(ctx: Context, tag: str) -> str:
         await ctx.run_typed("compensate", record, restate.RunOptions(), tag, "compensate")
         raise
     return "woke up"
-
 
 
 # --------------------------------------------------------------------------- Caller (service)
@@ -316,7 +313,19 @@ async def reject_signal(ctx: Context, req: dict[str, Any]) -> None:
     ctx.reject_signal(req["id"], "go", req["message"], 418)
 
 
-SERVICES = [greeter, counter, steps, flaky, failer, sleeper, internal, caller, awaiter, signup,
-            cancellable, signals]
+SERVICES = [
+    greeter,
+    counter,
+    steps,
+    flaky,
+    failer,
+    sleeper,
+    internal,
+    caller,
+    awaiter,
+    signup,
+    cancellable,
+    signals,
+]
 
 app = restate.app(services=SERVICES)
