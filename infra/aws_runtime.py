@@ -123,7 +123,8 @@ class AwsRuntime:
             return None
         from infra.identity_keys import load_signer
 
-        signer = load_signer(source, self.clock, region=self.settings.region)
+        # Wall time, not the runtime's clock: the SDK checks the token against wall time.
+        signer = load_signer(source, region=self.settings.region)
         log.info("signing requests to deployments as %s", signer.public_key)
         return signer
 

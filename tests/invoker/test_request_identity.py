@@ -163,7 +163,7 @@ async def test_runtime_signs_discovery_and_invocations_in_process() -> None:
     from tests.sdk import services
 
     async with make_environment() as env:
-        signer = RequestSigner.from_pem(generate_pem(), env.clock)
+        signer = RequestSigner.from_pem(generate_pem())
         app = restate.app([services.svc], identity_keys=[signer.public_key])
         uri = env.engine.transports.asgi.mount("signed", app)
         with pytest.raises(BadRequestError, match="401"):
@@ -173,7 +173,7 @@ async def test_runtime_signs_discovery_and_invocations_in_process() -> None:
         r = await env.ingress.post("/Svc/greet", json="Signed")
         assert r.status_code == 200, r.text
         # a signer whose key the app does not know: the attempt gets a 401 and is retried
-        env.engine.transports.signer = RequestSigner.from_pem(generate_pem(), env.clock)
+        env.engine.transports.signer = RequestSigner.from_pem(generate_pem())
         r = await env.ingress.post("/Svc/greet/send", json="Stranger")
         assert r.status_code == 202
         invocation = r.json()["invocationId"]
