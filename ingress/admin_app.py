@@ -42,7 +42,8 @@ MAX_ADMIN_API_VERSION = 4
 _API_PREFIXES = ("/v2", "/v3", "/v4")
 
 InvocationAction = Literal["cancel", "kill", "purge", "purge-journal", "pause", "resume"]
-#: restate-server 1.7.12 answers cancel/kill with 202 and the others with 200.
+#: restate-server 1.7.12 answers cancel with 202 and the others with 200 (pause: 202 while an
+#: attempt runs, as the pause then takes effect when it ends).
 _ACTION_STATUS: dict[str, int] = {
     "cancel": 202,
     "kill": 200,
@@ -295,8 +296,10 @@ class _AdminEndpoints:
         if action == "resume" and params.get("deployment"):
             await lifecycle.resume_invocation(invocation_id, params["deployment"])
             return Response(status_code=200)
-        await self.engine.manage_invocation(invocation_id, cast(InvocationAction, action))
-        return Response(status_code=_ACTION_STATUS[action])
+        accepted = await self.engine.manage_invocation(
+            invocation_id, cast(InvocationAction, action)
+        )
+        return Response(status_code=202 if accepted else _ACTION_STATUS[action])
 
     async def manage_invocation(self, request: Request) -> Response:
         """``PATCH /invocations/{invocation_id}/{cancel|kill|purge|purge-journal|pause|resume|

@@ -283,8 +283,9 @@ class EngineApi(Protocol):
         self,
         invocation_id: str,
         action: Literal["cancel", "kill", "purge", "purge-journal", "pause", "resume"],
-    ) -> None:
-        """Apply a lifecycle operation."""
+    ) -> bool:
+        """Apply a lifecycle operation; True when only accepted (a pause of a running attempt
+        takes effect as the attempt ends: 202 instead of 200, as restate-server answers)."""
         ...
 
     async def list_invocations(

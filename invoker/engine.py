@@ -401,9 +401,10 @@ class Engine(Operations):
         except CheckpointInvalid as exc:
             raise BadRequestError(str(exc)) from exc
 
-    async def manage_invocation(self, invocation_id: str, action: Action) -> None:
-        """cancel / kill / purge / pause / resume."""
-        await self.lifecycle.manage(invocation_id, action)
+    async def manage_invocation(self, invocation_id: str, action: Action) -> bool:
+        """cancel / kill / purge / pause / resume; True when only accepted (a pause of a
+        running attempt, which takes effect as the attempt ends)."""
+        return await self.lifecycle.manage(invocation_id, action)
 
 
 #: The engine with the admin operations (one class now; the name is kept for callers).

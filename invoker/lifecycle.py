@@ -91,8 +91,11 @@ class Lifecycle:
 
     async def manage(
         self, invocation_id: str, action: Action, *, deployment: str | None = None
-    ) -> None:
-        """Apply one admin lifecycle operation (``deployment``: resume on another one)."""
+    ) -> bool:
+        """Apply one admin lifecycle operation (``deployment``: resume on another one).
+
+        True when it was only accepted: a pause of an invocation whose attempt is running takes
+        effect as that attempt ends (restate-server answers 202 then, 200 otherwise)."""
         for _ in range(50):
             found = await self._get(invocation_id)
             try:
@@ -105,12 +108,12 @@ class Lifecycle:
                 elif action == "purge-journal":
                     await self.purge_journal(found)
                 elif action == "pause":
-                    await self._pause(found)
+                    return await self._pause(found)
                 elif action == "resume":
                     await self._resume(found, deployment)
                 else:
                     raise BadRequestError(f"unknown action {action}")
-                return
+                return False
             except ConflictError:
                 continue
         raise ConflictingRequestError(f"invocation {invocation_id} is changing too fast; retry")
@@ -162,14 +165,17 @@ class Lifecycle:
         self._waiters.resolve(inv)
         self._outbox.apply_soon(self._outbox.committed(outbox))
 
-    async def _pause(self, found: Versioned) -> None:
+    async def _pause(self, found: Versioned) -> bool:
+        """Park the invocation as paused; True if an attempt was running (its commit will fail
+        its fence, so what it did after its last commit runs again on resume)."""
         inv = found.inv
         if inv.status == rec.Status.COMPLETED:
             raise ConflictingRequestError(
                 f"The invocation '{inv.id}' is not running, cannot be paused."
             )
         if inv.status == rec.Status.PAUSED:
-            return
+            return False
+        running = inv.status == rec.Status.RUNNING
         inv.status = rec.Status.PAUSED
         inv.paused_by_user = True
         inv.lease_owner = None
@@ -178,6 +184,7 @@ class Lifecycle:
         await self._committer.write(
             [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version)]
         )
+        return running
 
     async def _resume(self, found: Versioned, deployment: str | None = None) -> None:
         """Resume a paused invocation (restate-server 1.7: 200 and nothing to do for one that

@@ -103,12 +103,15 @@ async def test_pause_and_resume_answers(
     ingress: httpx.AsyncClient, admin: httpx.AsyncClient, effects: Effects, tag: str
 ) -> None:
     """The HTTP answers of pause and resume (restate-server keeps a suspended invocation
-    suspended when paused; ours parks it as paused until resumed: both answer alike)."""
+    suspended when paused; ours parks it as paused until resumed: both answer alike).
+
+    The first pause may find the attempt still running (over HTTP/2 the stream stays open
+    while the handler sleeps): 202, the pause taking effect as the attempt ends."""
     inv = await send(ingress, "/Cancellable/run", tag)
     await effects.wait_for(tag, "sleeping")
-    for op in ("pause", "pause", "resume", "resume"):
+    for i, op in enumerate(("pause", "pause", "resume", "resume")):
         r = await admin.patch(f"/invocations/{inv}/{op}")
-        assert r.status_code == 200, (op, r.text)
+        assert r.status_code in ((200, 202) if i == 0 else (200,)), (op, r.status_code, r.text)
         assert r.content == b""
 
     async def resume_latest() -> httpx.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -51,7 +52,25 @@ def _bump(name: str) -> int:
     return attempts[name]
 
 
-ours_app = ours.app(services=[waiter, signaller, steps])
+gated = ours.Service("Gated")
+#: Set by a test to let ``Gated/hold``'s step finish; ``gate_entered`` is set once it started.
+gate = asyncio.Event()
+gate_entered = asyncio.Event()
+
+
+@gated.handler()
+async def hold(ctx: ours.Context) -> str:
+    """One step that waits for the test's gate: the attempt stays running meanwhile."""
+
+    async def wait_for_gate() -> str:
+        gate_entered.set()
+        await gate.wait()
+        return "through"
+
+    return str(await ctx.run_typed("hold", wait_for_gate))
+
+
+ours_app = ours.app(services=[waiter, signaller, steps, gated])
 
 # -- the official SDK --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ pause and resume, and the retry policy's ``on_max_attempts``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -104,6 +105,24 @@ async def test_pause_resume_answers(env: TestEnvironment) -> None:
         await env.manage(inv, "pause")
     with pytest.raises(ConflictingRequestError, match="cannot be resumed"):
         await env.manage(inv, "resume")
+
+
+async def test_pause_of_a_running_attempt_is_accepted(env: TestEnvironment) -> None:
+    """Paused while its attempt runs: accepted (202 at the admin API, as restate-server), and
+    the attempt's outcome is not committed; resume runs the handler again to its end."""
+    apps.gate.clear()
+    apps.gate_entered.clear()
+    inv = await env.send("Gated", "hold")
+    await asyncio.wait_for(apps.gate_entered.wait(), 30)
+    assert await env.status(inv) == "running"
+    assert await env.engine.manage_invocation(inv, "pause") is True
+    r = await env.admin.patch(f"/invocations/{inv}/pause")
+    assert r.status_code == 200, r.text  # already paused
+    apps.gate.set()
+    await env.settle()
+    assert await env.status(inv) == "paused"
+    await env.manage(inv, "resume")
+    assert await env.result(inv) == "through"
 
 
 async def test_on_max_attempts_kill_and_pause(env: TestEnvironment) -> None:
