@@ -54,6 +54,14 @@ def deployments_register(
     uri: Annotated[str, typer.Argument(help="Deployment URL or Lambda ARN.")],
     admin_url: AdminUrl = DEFAULT_ADMIN,
     force: Annotated[bool, typer.Option(help="Overwrite an existing deployment.")] = False,
+    use_http11: Annotated[
+        bool,
+        typer.Option(
+            "--use-http1.1",
+            help="Reach the deployment over HTTP/1.1 (request-response) instead of HTTP/2 "
+            "cleartext (the default, as restate's CLI: the SDK then streams bidirectionally).",
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Register a deployment: discover its services and make them callable."""
@@ -63,7 +71,7 @@ def deployments_register(
             "POST",
             admin_url,
             "/deployments",
-            {key: uri, "force": force, "use_http_11": True},
+            {key: uri, "force": force, "use_http_11": use_http11},
             timeout=120,
         )
     if json_:

@@ -174,3 +174,24 @@ def test_shell_completion_is_offered() -> None:
     """Typer's completion install is available."""
     result = runner.invoke(app, ["--help"])
     assert "--install-completion" in result.output
+
+
+def test_register_speaks_http2_unless_told_http1(dev_server: DevServer, tmp_path: Path) -> None:
+    """``deployments register`` reaches the endpoint over h2c by default (as restate's CLI),
+    over HTTP/1.1 with ``--use-http1.1``; the service answers through the ingress either way."""
+    from tests.support.runtimes import SdkApp
+
+    (tmp_path / "effects").mkdir()
+    extra = SdkApp(tmp_path, tmp_path / "effects", app="tests.e2e.cli_extra_app:app")
+    extra.start()
+    try:
+        for flags, version in (((), "HTTP/2.0"), (("--use-http1.1", "--force"), "HTTP/1.1")):
+            out = _run(dev_server, "deployments", "register", *flags, extra.url, "--json")
+            assert 0 == out.returncode, out.stderr
+            listed = httpx.get(f"{dev_server.admin}/deployments", timeout=10).json()
+            (mine,) = [d for d in listed["deployments"] if d.get("uri") == extra.url]
+            assert version == mine["http_version"], mine
+            r = httpx.post(f"{dev_server.ingress}/CliExtra/ping", json=version, timeout=30)
+            assert r.status_code == 200 and r.json() == f"pong {version}", r.text
+    finally:
+        extra.stop()
