@@ -16,6 +16,7 @@ import collections
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,10 +126,14 @@ def _stacks() -> list[str]:
     for task in asyncio.all_tasks():
         if task is asyncio.current_task():
             continue
-        frames = task.get_stack(limit=6)
-        out.append(
-            " <- ".join(f"{f.f_code.co_filename.split('/')[-1]}:{f.f_lineno}" for f in frames)
-        )
+        where = []
+        coro: Any = task.get_coro()
+        while coro is not None and len(where) < 12:  # follow the await chain inwards
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                where.append(f"{frame.f_code.co_filename.split('/')[-1]}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        out.append(" -> ".join(where))
     return out
 
 
