@@ -121,8 +121,12 @@ class _Connection:
     async def _flush(self) -> None:
         data = self.h2.data_to_send()
         if data:
-            self.writer.write(data)
-            await self.writer.drain()
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except OSError as exc:  # reset by the peer, e.g. a server that speaks only HTTP/1.1
+                self.closed = True
+                raise Http2Error(f"connection lost ({exc})") from exc
 
     def _flush_soon(self) -> None:
         data = self.h2.data_to_send()

@@ -134,7 +134,13 @@ class Registry:
         try:
             reply = await transport.exchange(address, request)
         except TransportError as exc:
-            raise BadRequestError(f"cannot reach deployment {address}: {exc}") from exc
+            hint = (
+                " (reached over HTTP/2 cleartext: a server that speaks only HTTP/1.1 must be "
+                "registered with use_http_11, --use-http1.1 in the CLI)"
+                if http2
+                else ""
+            )
+            raise BadRequestError(f"cannot reach deployment {address}: {exc}{hint}") from exc
         if reply.status != 200:
             snippet = reply.body[:200].decode("utf-8", "replace")
             raise BadRequestError(f"discovery at {address} answered HTTP {reply.status}: {snippet}")
