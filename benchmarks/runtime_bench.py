@@ -10,8 +10,14 @@ One run starts, on 127.0.0.1 and free ports:
 * ``restate-server`` 1.7.12 (single node, temporary base dir).
 
 The one SDK process is registered with both runtimes (``use_http_11``). Both runtimes stay up for
-the whole run; each measurement drives one of them while the other idles, and the order of the
-two alternates from workload to workload.
+the whole row set; each measurement drives one of them while the other idles, and the order of
+the two alternates from workload to workload.
+
+That is the HTTP/1.1 row set (``h1``). The HTTP/2 row set (``h2``) starts everything again: the
+same app under hypercorn (uvicorn cannot serve h2c), registered *without* ``use_http_11`` in a
+fresh ``restate-lambda dev`` and a fresh ``restate-server``, so both reach it over h2c with prior
+knowledge and the SDK runs in ``BIDI_STREAM`` mode (N steps in one request, each acknowledged as
+it commits). The in-process row (``ours+sdk``) belongs to the HTTP/1.1 set only.
 
 Workloads (all through the ingress, ``POST`` with a JSON body):
 
@@ -31,7 +37,7 @@ The load generator runs in this process: a raw asyncio keep-alive HTTP/1.1 clien
 Usage::
 
     .venv/bin/python benchmarks/runtime_bench.py [--quick] [--only ours|restate] [--json out.json]
-        [--sdk-server uvicorn|hypercorn]
+        [--sdk-server uvicorn|hypercorn] [--protocols h1,h2] [--workloads greet,5-step]
 """
 
 from __future__ import annotations
@@ -169,6 +175,7 @@ def group_peak_rss(pgid: int) -> list[tuple[int, str, float]]:
 class Measurement:
     workload: str
     runtime: str
+    protocol: str = "h1"  # h1: HTTP/1.1 request-response; h2: h2c, BIDI_STREAM
     seq_calls: int = 0
     seq_p50_ms: float = 0.0
     seq_p99_ms: float = 0.0
@@ -220,6 +227,7 @@ async def _call(client: HttpClient, base: str, wl: Workload, i: int, counts: _Co
 async def measure(
     client: HttpClient,
     rt_name: str,
+    protocol: str,
     base: str,
     rt_pgid: int,
     sdk_pgid: int,
@@ -228,7 +236,7 @@ async def measure(
 ) -> tuple[Measurement, int]:
     """Sequential then concurrent phase of ``wl`` against the ingress at ``base``; returns the
     measurement and the number of successful calls made (all phases)."""
-    m = Measurement(wl.name, rt_name)
+    m = Measurement(wl.name, rt_name, protocol)
     i = 0
     warm = _Counts()
     for _ in range(s.warmup):
@@ -301,17 +309,23 @@ async def counter_sum(client: HttpClient, base: str, keys: list[str]) -> int | s
 
 
 class SdkProcess:
-    """``benchmarks.bench_services:app`` in its own process, one worker, HTTP/1.1, 127.0.0.1:
-    uvicorn (httptools and uvloop when installed) or hypercorn (as the e2e tests serve it)."""
+    """``benchmarks.bench_services:app`` in its own process, one worker, 127.0.0.1: uvicorn
+    (httptools and uvloop when installed) or hypercorn (as the e2e tests serve it). Without TLS
+    there is no ALPN: a client speaks HTTP/1.1 unless it opens with the h2c preface (prior
+    knowledge), which hypercorn accepts on the same port (``http2``: check that it does)."""
 
-    def __init__(self, workdir: Path, server: str = "uvicorn") -> None:
+    def __init__(self, workdir: Path, server: str = "uvicorn", *, http2: bool = False) -> None:
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.http2 = http2
         app = "benchmarks.bench_services:app"
+        if http2 and server != "hypercorn":
+            raise ValueError("h2c needs hypercorn (uvicorn serves HTTP/1.1 only)")
         if server == "hypercorn":
             argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}"]
-            argv += ["--workers", "1", "--keep-alive", "75", "--log-level", "warning", app]
-            self.describe = "hypercorn, 1 worker"
+            argv += ["--workers", "1", "--keep-alive", "75", "--log-level", "warning"]
+            argv += ["--worker-class", "uvloop" if _importable("uvloop") else "asyncio", app]
+            self.describe = "hypercorn, 1 worker" + (", h2c" if http2 else "")
         else:
             http_impl = "httptools" if _importable("httptools") else "h11"
             loop_impl = "uvloop" if _importable("uvloop") else "asyncio"
@@ -333,13 +347,17 @@ class SdkProcess:
             "SDK app /health",
             process=self.process,
         )
-        manifest = httpx.get(
-            f"{self.url}/discover",
-            headers={"accept": "application/vnd.restate.endpointmanifest.v4+json"},
-            timeout=5,
-        ).json()
-        if manifest.get("protocolMode") != "REQUEST_RESPONSE":
-            raise self.process.fail(f"SDK not in request-response mode: {manifest}")
+        # Discovery over the protocol the runtimes will use: the SDK answers REQUEST_RESPONSE
+        # over HTTP/1.1 and BIDI_STREAM over HTTP/2.
+        with httpx.Client(http1=not self.http2, http2=self.http2, timeout=5) as client:
+            resp = client.get(
+                f"{self.url}/discover",
+                headers={"accept": "application/vnd.restate.endpointmanifest.v4+json"},
+            )
+        expected = ("HTTP/2", "BIDI_STREAM") if self.http2 else ("HTTP/1.1", "REQUEST_RESPONSE")
+        got = (resp.http_version, resp.json().get("protocolMode"))
+        if got != expected:
+            raise self.process.fail(f"SDK discovery answered {got}, expected {expected}")
 
     def stop(self) -> None:
         # Stateless; uvicorn here does not always act on SIGTERM, so do not wait for it.
@@ -434,17 +452,18 @@ def _f(x: float, nd: int = 1) -> str:
 
 def format_table(results: list[Measurement]) -> str:
     head = (
-        f"{'workload':9} {'runtime':8} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} "
+        f"{'workload':9} {'http':4} {'runtime':8} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} "
         f"{'p50@16':>7} {'p99@16':>7} {'rt CPU':>7} {'sdk CPU':>7} {'errors':>6}  check"
     )
     units = (
-        f"{'':9} {'':8} {'ms':>8} {'ms':>8} {'':>9} {'ms':>7} {'ms':>7} "
+        f"{'':9} {'':4} {'':8} {'ms':>8} {'ms':>8} {'':>9} {'ms':>7} {'ms':>7} "
         f"{'s/1k':>7} {'s/1k':>7} {'':>6}"
     )
     lines = [head, units, "-" * len(head)]
     for m in results:
         lines.append(
-            f"{m.workload:9} {m.runtime:8} {_f(m.seq_p50_ms, 2):>8} {_f(m.seq_p99_ms, 2):>8} "
+            f"{m.workload:9} {m.protocol:4} {m.runtime:8} {_f(m.seq_p50_ms, 2):>8} "
+            f"{_f(m.seq_p99_ms, 2):>8} "
             f"{_f(m.conc_rps, 0):>9} {_f(m.conc_p50_ms):>7} {_f(m.conc_p99_ms):>7} "
             f"{_f(m.runtime_cpu_s_per_1k, 2):>7} {_f(m.sdk_cpu_s_per_1k, 2):>7} "
             f"{m.errors:>6}  {m.check}"
@@ -453,10 +472,16 @@ def format_table(results: list[Measurement]) -> str:
 
 
 def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
-    by = {(m.workload, m.runtime): m for m in results}
+    by = {(m.workload, m.runtime, m.protocol): m for m in results}
     out = []
-    for wl, ours in [(wl, name) for name in ("ours", "ours+sdk") for wl in WORKLOADS]:
-        a, b = by.get((wl.name, ours)), by.get((wl.name, "restate"))
+    combos = [
+        (wl, ours, proto)
+        for proto in ("h1", "h2")
+        for ours in ("ours", "ours+sdk")
+        for wl in WORKLOADS
+    ]
+    for wl, ours, proto in combos:
+        a, b = by.get((wl.name, ours, proto)), by.get((wl.name, "restate", proto))
         if a is None or b is None:
             continue
 
@@ -466,6 +491,7 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
         out.append(
             {
                 "workload": wl.name if ours == "ours" else f"{wl.name}*",
+                "protocol": proto,
                 "seq_p50": r(a.seq_p50_ms, b.seq_p50_ms),
                 "seq_p99": r(a.seq_p99_ms, b.seq_p99_ms),
                 "rps": r(a.conc_rps, b.conc_rps),
@@ -481,13 +507,15 @@ def format_ratios(rows: list[dict[str, Any]]) -> str:
     lines = [
         "ratios ours / restate-server (latency, CPU: < 1 is better for ours; "
         "req/s: > 1 is better for ours)",
-        f"{'workload':9} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} {'rt CPU/call':>11}",
+        f"{'workload':9} {'http':4} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} "
+        f"{'rt CPU/call':>11}",
     ]
     if any(row["workload"].endswith("*") for row in rows):
         lines[0] += "\n  (* = ours+sdk: restate-lambda with its own SDK in process)"
     for row in rows:
         lines.append(
-            f"{row['workload']:9} {_f(row['seq_p50'], 2):>8} {_f(row['seq_p99'], 2):>8} "
+            f"{row['workload']:9} {row['protocol']:4} {_f(row['seq_p50'], 2):>8} "
+            f"{_f(row['seq_p99'], 2):>8} "
             f"{_f(row['rps'], 2):>9} {_f(row['cpu_per_call'], 2):>11}"
         )
     return "\n".join(lines)
@@ -514,17 +542,30 @@ def _terminate_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-async def run_all(runtimes: list[Runtime], sdk: SdkProcess, s: Settings) -> list[Measurement]:
+async def run_all(
+    runtimes: list[Runtime],
+    sdk: SdkProcess,
+    s: Settings,
+    protocol: str,
+    workloads: list[Workload],
+) -> list[Measurement]:
     client = HttpClient(max_idle_per_origin=4 * CLIENTS)
     results: list[Measurement] = []
     try:
-        for w, wl in enumerate(WORKLOADS):
+        for w, wl in enumerate(workloads):
             order = runtimes if w % 2 == 0 else list(reversed(runtimes))
             for rt in order:
                 assert rt.process.pid is not None and sdk.process.pid is not None
-                log(f"  {wl.name:8} on {rt.name:8} ...")
+                log(f"  {wl.name:8} on {rt.name:8} ({protocol}) ...")
                 m, ok_calls = await measure(
-                    client, rt.name, rt.ingress_url, rt.process.pid, sdk.process.pid, wl, s
+                    client,
+                    rt.name,
+                    protocol,
+                    rt.ingress_url,
+                    rt.process.pid,
+                    sdk.process.pid,
+                    wl,
+                    s,
                 )
                 if wl.name in ("counter", "hot-key"):
                     # Each runtime starts empty and these keys serve one workload only.
@@ -555,6 +596,62 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+RssRows = list[tuple[int, str, float]]
+
+
+def run_row_set(
+    protocol: str,
+    args: argparse.Namespace,
+    settings: Settings,
+    workloads: list[Workload],
+    workdir: Path,
+) -> tuple[list[Measurement], dict[str, RssRows], str]:
+    """Start the SDK process and the runtimes for one row set, register, measure, stop.
+
+    Returns the measurements, the peak RSS of every process group (names suffixed with the
+    protocol) and a description of the SDK process."""
+    http2 = protocol == "h2"
+    setdir = workdir / protocol
+    setdir.mkdir()
+    sdk = SdkProcess(setdir, "hypercorn" if http2 else args.sdk_server, http2=http2)
+    runtimes: list[Runtime] = []
+    if args.only in (None, "ours"):
+        runtimes.append(make_ours(setdir))
+    if args.only in (None, "restate"):
+        runtimes.append(make_restate(setdir))
+    inprocess = None
+    if args.only in (None, "ours") and not args.no_inprocess and not http2:
+        inprocess = make_ours_inprocess(setdir)
+    results: list[Measurement] = []
+    rss: dict[str, RssRows] = {}
+    try:
+        log(f"[{protocol}] starting the SDK app ({sdk.describe}) and the runtimes ...")
+        t0 = time.monotonic()
+        sdk.start()
+        for rt in runtimes:
+            rt.start()
+            rt.register(sdk.url, use_http_11=not http2)
+        if inprocess is not None:
+            inprocess.start()  # serves its handlers in process: nothing to register
+            runtimes.append(inprocess)
+        log(f"[{protocol}] ready after {time.monotonic() - t0:.1f} s; measuring")
+        loop = _new_loop()
+        try:
+            results = loop.run_until_complete(run_all(runtimes, sdk, settings, protocol, workloads))
+        finally:
+            loop.close()
+        for rt in runtimes:
+            assert rt.process.pid is not None
+            rss[f"{rt.name} ({protocol})"] = group_peak_rss(rt.process.pid)
+        assert sdk.process.pid is not None
+        rss[f"sdk ({protocol})"] = group_peak_rss(sdk.process.pid)
+    finally:
+        for rt in runtimes:
+            rt.process.stop(grace=5)
+        sdk.stop()
+    return results, rss, sdk.describe
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
@@ -569,10 +666,28 @@ def main() -> int:
         "--sdk-server",
         choices=("uvicorn", "hypercorn"),
         default="uvicorn",
-        help="ASGI server of the SDK process (default uvicorn)",
+        help="ASGI server of the SDK process in the HTTP/1.1 row set (default uvicorn; "
+        "the HTTP/2 row set always uses hypercorn)",
+    )
+    parser.add_argument(
+        "--protocols",
+        default="h1,h2",
+        help="row sets, comma-separated: h1 (HTTP/1.1 request-response), h2 (h2c, BIDI_STREAM)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(wl.name for wl in WORKLOADS),
+        help="workloads, comma-separated (default: all)",
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not protocols or any(p not in ("h1", "h2") for p in protocols):
+        parser.error("--protocols takes h1, h2 or h1,h2")
+    wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    workloads = [wl for wl in WORKLOADS if wl.name in wanted]
+    if len(workloads) != len(wanted):
+        parser.error(f"--workloads: known are {', '.join(wl.name for wl in WORKLOADS)}")
 
     info = machine_info()
     print(
@@ -582,8 +697,9 @@ def main() -> int:
     )
     print(
         f"restate-server {info['restate_server_version']} vs restate-lambda dev (SQLite); "
-        f"one SDK process (restate-sdk under {args.sdk_server}) registered in both; "
-        f"HTTP/1.1 request-response; "
+        f"row sets: {', '.join(protocols)} (h1: one SDK process, restate-sdk under "
+        f"{args.sdk_server}, registered with use_http_11 in both; h2: restate-sdk under "
+        f"hypercorn, registered without use_http_11 in both, h2c BIDI_STREAM); "
         f"{'quick' if args.quick else 'full'} mode: warm-up {settings.warmup}, "
         f"sequential {settings.sequential} (<= {settings.sequential_limit_s:g} s), "
         f"{CLIENTS} clients x {settings.concurrent} calls (<= {settings.concurrent_limit_s:g} s)",
@@ -592,42 +708,16 @@ def main() -> int:
 
     started = time.monotonic()
     results: list[Measurement] = []
-    rss: dict[str, list[tuple[int, str, float]]] = {}
+    rss: dict[str, RssRows] = {}
+    sdk_describe: dict[str, str] = {}
+    loadavg: dict[str, tuple[float, float, float]] = {}
     with _terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="runtime-bench-") as tmp:
-        workdir = Path(tmp)
-        sdk = SdkProcess(workdir, args.sdk_server)
-        runtimes: list[Runtime] = []
-        if args.only in (None, "ours"):
-            runtimes.append(make_ours(workdir))
-        if args.only in (None, "restate"):
-            runtimes.append(make_restate(workdir))
-        inprocess = None
-        if args.only in (None, "ours") and not args.no_inprocess:
-            inprocess = make_ours_inprocess(workdir)
-        try:
-            log("starting the SDK app and the runtimes ...")
-            sdk.start()
-            for rt in runtimes:
-                rt.start()
-                rt.register(sdk.url)
-            if inprocess is not None:
-                inprocess.start()  # serves its handlers in process: nothing to register
-                runtimes.append(inprocess)
-            log(f"ready after {time.monotonic() - started:.1f} s; measuring")
-            loop = _new_loop()
-            try:
-                results = loop.run_until_complete(run_all(runtimes, sdk, settings))
-            finally:
-                loop.close()
-            for rt in runtimes:
-                assert rt.process.pid is not None
-                rss[rt.name] = group_peak_rss(rt.process.pid)
-            assert sdk.process.pid is not None
-            rss["sdk"] = group_peak_rss(sdk.process.pid)
-        finally:
-            for rt in runtimes:
-                rt.process.stop(grace=5)
-            sdk.stop()
+        for protocol in protocols:
+            loadavg[protocol] = os.getloadavg()
+            got, got_rss, describe = run_row_set(protocol, args, settings, workloads, Path(tmp))
+            results += got
+            rss.update(got_rss)
+            sdk_describe[protocol] = describe
 
     print()
     print(format_table(results))
@@ -640,10 +730,16 @@ def main() -> int:
     for name, rows in rss.items():
         total = sum(r[2] for r in rows)
         parts = ", ".join(f"{cmd}[{pid}] {mib:.0f} MiB" for pid, cmd, mib in rows)
-        print(f"  {name:8} {total:7.0f} MiB  ({parts})")
+        print(f"  {name:14} {total:7.0f} MiB  ({parts})")
+    print(
+        "load average (1/5/15 min) at the start of each row set: "
+        + ", ".join(f"{p} " + "/".join(f"{x:.2f}" for x in la) for p, la in loadavg.items())
+    )
     print(
         "load generator CPU (this process, throughput phases): "
-        + ", ".join(f"{m.workload}/{m.runtime} {m.loadgen_cpu_s_per_1k:.2f}" for m in results)
+        + ", ".join(
+            f"{m.workload}/{m.runtime}/{m.protocol} {m.loadgen_cpu_s_per_1k:.2f}" for m in results
+        )
         + " s/1k calls"
     )
     print(f"total wall time {time.monotonic() - started:.0f} s")
@@ -654,7 +750,8 @@ def main() -> int:
             "mode": "quick" if args.quick else "full",
             "settings": asdict(settings),
             "clients": CLIENTS,
-            "sdk_server": sdk.describe,
+            "sdk_server": sdk_describe,
+            "loadavg_at_row_set_start": loadavg,
             "results": [asdict(m) for m in results],
             "ratios_ours_over_restate": ratio_rows,
             "peak_rss_mib": {
