@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from backends.api import Backend
 from backends.faults import Crashed, FaultPlan, FaultyBackend
 from invoker import keys
@@ -96,15 +98,31 @@ class World:
         self.clock.advance(ms)
         await self.settle()
 
-    async def finish(self) -> None:
+    async def finish(self) -> list[str]:
         """Let time pass until nothing falls due within the horizon (jumping from one due item
-        to the next, as a real clock would get there)."""
+        to the next, as a real clock would get there).
+
+        Returns a violation when one item stays overdue however often the engine sweeps: work
+        that would keep a real sweeper busy forever (and a run that never ends here)."""
+        overdue: tuple[str, str, int] | None = None
+        sweeps = 0
         for _ in range(200):
             now = self.clock.now_ms()
             upcoming = await self.inner.due(now + _FINISH_HORIZON_MS, 1)
             if not upcoming or upcoming[0].due_ms is None:
-                return
-            await self.advance(max(1, upcoming[0].due_ms - now))
+                return []
+            item = upcoming[0]
+            if item.due_ms is not None and item.due_ms <= now:
+                key = (item.pk, item.sk, item.due_ms)
+                sweeps = sweeps + 1 if key == overdue else 1
+                overdue = key
+                if sweeps >= 20:
+                    return [
+                        f"{item.pk}|{item.sk} stays due at {item.due_ms} ({now - item.due_ms} ms "
+                        f"overdue) after {sweeps} sweeps: {_describe(item.value)}"
+                    ]
+            await self.advance(max(1, (item.due_ms or now) - now))
+        return []
 
     def _raise_if_crashed(self) -> None:
         if self.faulty.crashed and self.engine.backend is self.faulty:
@@ -242,11 +260,11 @@ async def run(
                     await _recover(world)
         while True:
             try:
-                await world.finish()
+                stuck = await world.finish()
                 break
             except Crashed:
                 await _recover(world)
-        violations = await generic_checks(world) + await scenario.check(world)
+        violations = stuck + await generic_checks(world) + await scenario.check(world)
     finally:
         await world.engine.close()
         await inner.close()
@@ -285,3 +303,11 @@ async def generic_checks(world: World) -> list[str]:
         if lock.holder is not None or lock.head != lock.tail:
             out.append(f"key left locked or queued: {item.pk} {lock}")
     return out
+
+
+def _describe(value: bytes) -> str:
+    """A short, printable view of a stored value (for a violation's message)."""
+    try:
+        return repr(msgspec.msgpack.decode(value))[:300]
+    except Exception:
+        return repr(value[:120])

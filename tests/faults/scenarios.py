@@ -111,7 +111,10 @@ async def _calls_advance(w: World) -> None:
 
 async def _calls_check(w: World) -> list[str]:
     out = []
-    (caller,) = await w.invocations(G, "caller") or [None]
+    callers = await w.invocations(G, "caller")
+    if len(callers) > 1:
+        return [f"the caller was stored {len(callers)} times"]
+    caller = callers[0] if callers else None
     if caller is None:
         return ["the caller was never stored"] if "caller" in w.acked else []
     if output(caller) != "called: Hello, x!":

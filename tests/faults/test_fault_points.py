@@ -126,7 +126,7 @@ def _stacks() -> list[str]:
     for task in asyncio.all_tasks():
         if task is asyncio.current_task():
             continue
-        where = []
+        where: list[str] = []
         coro: Any = task.get_coro()
         while coro is not None and len(where) < 12:  # follow the await chain inwards
             frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
