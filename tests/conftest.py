@@ -10,9 +10,10 @@ from tests.support.fixtures import (
     runtime,
     sdk_app,
     tag,
+    ts_app,
 )
 
-__all__ = ["admin", "e2e_workdir", "effects", "ingress", "runtime", "sdk_app", "tag"]
+__all__ = ["admin", "e2e_workdir", "effects", "ingress", "runtime", "sdk_app", "tag", "ts_app"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

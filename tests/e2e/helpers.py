@@ -71,3 +71,14 @@ def error_body(r: httpx.Response) -> dict[str, Any]:
     assert r.headers.get("content-type", "").startswith("application/json"), r.headers
     body: dict[str, Any] = r.json()
     return body
+
+
+#: The message of the terminal error a cancelled handler fails with: the SDK raises it inside the
+#: handler (Python: ``TerminalError("cancelled", 409)``; TypeScript: ``CancelledError``, whose
+#: message is ``Cancelled``), and the handlers rethrow it, so the runtimes report the SDK's text.
+CANCELLED_MESSAGE = {"python": "cancelled", "typescript": "Cancelled"}
+
+
+def cancelled_body(sdk: str) -> dict[str, Any]:
+    """The error body of an invocation cancelled under the SDK ``sdk`` (``Runtime.sdk``)."""
+    return {"code": 409, "message": CANCELLED_MESSAGE[sdk], "source": "invocation"}

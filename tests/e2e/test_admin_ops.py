@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.helpers import call, error_body, send
+from tests.e2e.helpers import call, cancelled_body, error_body, send
 from tests.support.effects import Effects, poll
+from tests.support.runtimes import Runtime
 
 
 async def _parent_and_child(
@@ -29,7 +30,11 @@ async def _parent_and_child(
 
 
 async def test_cancel_propagates_to_callee(
-    ingress: httpx.AsyncClient, admin: httpx.AsyncClient, effects: Effects, tag: str
+    runtime: Runtime,
+    ingress: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    effects: Effects,
+    tag: str,
 ) -> None:
     """Cancelling a caller cancels the call it awaits: the callee compensates and fails with 409,
     which the caller sees and fails with too."""
@@ -38,7 +43,7 @@ async def test_cancel_propagates_to_callee(
     r = await admin.patch(f"/invocations/{parent}/cancel")
     assert r.status_code == 202, r.text
 
-    cancelled = {"code": 409, "message": "cancelled", "source": "invocation"}
+    cancelled = cancelled_body(runtime.sdk)
     r = await ingress.get(f"/restate/invocation/{parent}/attach")
     assert r.status_code == 409, r.text
     assert error_body(r) == cancelled

@@ -14,6 +14,7 @@ import httpx
 
 from tests.e2e.helpers import (
     call,
+    cancelled_body,
     counter_value,
     error_body,
     json_or_none,
@@ -419,7 +420,11 @@ async def test_attach_to_plain_call_after_completion(ingress: httpx.AsyncClient)
 
 
 async def test_cancel_runs_compensation(
-    ingress: httpx.AsyncClient, admin: httpx.AsyncClient, effects: Effects, tag: str
+    runtime: Runtime,
+    ingress: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    effects: Effects,
+    tag: str,
 ) -> None:
     """Admin cancel (202) interrupts a sleep with TerminalError 409; the compensation step runs
     once; the outcome seen through attach is 409 ``cancelled``."""
@@ -432,7 +437,7 @@ async def test_cancel_runs_compensation(
 
     r = await ingress.get(f"/restate/invocation/{inv}/attach")
     assert r.status_code == 409, r.text
-    assert error_body(r) == {"code": 409, "message": "cancelled", "source": "invocation"}
+    assert error_body(r) == cancelled_body(runtime.sdk)
     assert effects.count(tag, "start") == 1
     assert effects.count(tag, "compensate") == 1
 

@@ -2,16 +2,22 @@
 
 Everything listens on 127.0.0.1 only, on free ports, with data in a temporary directory.
 
-* :class:`SdkApp` serves ``tests.support.sdk_services:app`` with hypercorn over HTTP/1.1, so the
-  official SDK answers discovery in request-response mode (as on Lambda).
+* :class:`SdkApp` serves ``tests.support.sdk_services:app`` (the official Python SDK) with
+  hypercorn, which speaks HTTP/1.1 and h2c with prior knowledge on one port: registered with
+  ``use_http_11`` the SDK runs in request-response mode (as on Lambda), without it in
+  BIDI_STREAM mode.
+* :class:`TsSdkApp` serves ``tests/support/ts_services.cjs`` (the same handlers on the official
+  TypeScript SDK) with ``restate.serve()``: node:http2, h2c only, BIDI_STREAM.
 * :class:`RestateServerRuntime` and :class:`RestateLambdaRuntime` share one interface:
   ``ingress_url``, ``admin_url``, ``register(uri)`` and ``kill9_and_restart()``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +58,80 @@ def restate_cli_bin() -> str | None:
     return find_tool("RESTATE_CLI", "restate")
 
 
+#: The TypeScript SDK calls ``Promise.withResolvers`` (ES2024): Node.js 22 or newer.
+NODE_MIN_MAJOR = 22
+
+
+TS_SDK_PACKAGE = "@restatedev/restate-sdk"
+
+
+def ts_sdk_node_modules() -> Path | None:
+    """The ``node_modules`` folder holding the official TypeScript SDK:
+    ``$RESTATE_SDK_TS_NODE_MODULES``, else ``<repo>/.tools/ts-sdk/node_modules``, else
+    ``/work/tools/ts-sdk/node_modules`` (where ``scripts/install_tools.sh`` puts it, with Node.js
+    22 beside it); ``None`` if none holds it."""
+    explicit = os.environ.get("RESTATE_SDK_TS_NODE_MODULES")
+    candidates = (
+        [Path(explicit)]
+        if explicit
+        else [
+            REPO_ROOT / ".tools" / "ts-sdk" / "node_modules",
+            Path("/work/tools/ts-sdk/node_modules"),
+        ]
+    )
+    for candidate in candidates:
+        if (candidate / TS_SDK_PACKAGE / "package.json").is_file():
+            return candidate
+    return None
+
+
+def node_bin() -> str | None:
+    """The Node.js that serves the TypeScript SDK app: ``$NODE_BIN``, else the one
+    ``scripts/install_tools.sh`` installs beside the SDK (``node_modules/node-linux-<arch>``,
+    called by absolute path: it is on no PATH, so it never shadows the system's ``node``), else
+    ``node`` on PATH; ``None`` if none exists."""
+    explicit = os.environ.get("NODE_BIN")
+    if explicit:
+        return explicit if Path(explicit).exists() or shutil.which(explicit) else None
+    node_modules = ts_sdk_node_modules()
+    if node_modules is not None:
+        for candidate in sorted(node_modules.glob("node-linux-*/bin/node")):
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return shutil.which("node")
+
+
+def node_major(binary: str) -> int | None:
+    """The major version of the ``node`` at ``binary``, or ``None`` if it does not run."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        return int(out.lstrip("v").split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+@functools.cache
+def ts_sdk_missing() -> str | None:
+    """Why the TypeScript SDK app cannot run here, or ``None`` when it can."""
+    if ts_sdk_node_modules() is None:
+        return (
+            f"{TS_SDK_PACKAGE} not installed: run scripts/install_tools.sh "
+            "or set RESTATE_SDK_TS_NODE_MODULES"
+        )
+    node = node_bin()
+    if node is None:
+        return "node not found: run scripts/install_tools.sh, or set NODE_BIN"
+    major = node_major(node)
+    if major is None or major < NODE_MIN_MAJOR:
+        return (
+            f"{node} is Node.js {major}: the TypeScript SDK needs {NODE_MIN_MAJOR} or newer "
+            "(run scripts/install_tools.sh, or set NODE_BIN)"
+        )
+    return None
+
+
 def restate_lambda_available() -> bool:
     """Our CLI exists once ``infra/cli.py`` does."""
     return (REPO_ROOT / "infra" / "cli.py").is_file()
@@ -82,7 +162,10 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class SdkApp:
-    """``tests.support.sdk_services:app`` under hypercorn on 127.0.0.1 (HTTP/1.1 only)."""
+    """``tests.support.sdk_services:app`` under hypercorn on 127.0.0.1 (HTTP/1.1, and h2c with
+    prior knowledge for clients that start with the HTTP/2 preface)."""
+
+    sdk = "python"
 
     def __init__(
         self, workdir: Path, effects_dir: Path, app: str = "tests.support.sdk_services:app"
@@ -135,6 +218,69 @@ class SdkApp:
         self.process.stop(grace=5)
 
 
+MANIFEST_V4 = "application/vnd.restate.endpointmanifest.v4+json"
+
+
+def discover_h2c(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """``GET {url}/discover`` over HTTP/2 cleartext with prior knowledge (what an h2c-only
+    endpoint such as ``restate.serve()`` needs): the manifest, after checking the answer came
+    over HTTP/2 with status 200."""
+    with httpx.Client(http1=False, http2=True, timeout=timeout) as client:
+        r = client.get(f"{url}/discover", headers={"accept": MANIFEST_V4})
+    if r.status_code != 200 or r.http_version != "HTTP/2":
+        raise httpx.HTTPError(f"/discover: {r.status_code} over {r.http_version}")
+    manifest: dict[str, Any] = r.json()
+    return manifest
+
+
+class TsSdkApp:
+    """``tests/support/ts_services.cjs`` under ``restate.serve()`` (node:http2, h2c only).
+
+    ``restate.serve`` takes only a port and listens on every interface (there is no host option);
+    the URL handed to runtimes is the loopback one. There is no ``/health`` on the TypeScript
+    SDK: readiness is a ``/discover`` over h2c that answers ``BIDI_STREAM``.
+    """
+
+    sdk = "typescript"
+    script = REPO_ROOT / "tests" / "support" / "ts_services.cjs"
+
+    def __init__(self, workdir: Path, effects_dir: Path) -> None:
+        node, node_modules = node_bin(), ts_sdk_node_modules()
+        if node is None or node_modules is None:
+            raise RuntimeError(ts_sdk_missing())
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.effects_dir = effects_dir
+        self.process = ManagedProcess(
+            "ts-sdk-app",
+            [node, str(self.script)],
+            workdir / "ts-sdk-app.log",
+            env=_child_env(
+                {
+                    "E2E_EFFECTS_DIR": str(effects_dir),
+                    "PORT": str(self.port),
+                    "NODE_PATH": str(node_modules),
+                }
+            ),
+            cwd=REPO_ROOT,
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        wait_until(
+            lambda: bool(discover_h2c(self.url)),
+            START_TIMEOUT,
+            "TypeScript SDK app /discover over h2c",
+            process=self.process,
+        )
+        mode = discover_h2c(self.url).get("protocolMode")
+        if mode != "BIDI_STREAM":
+            raise self.process.fail(f"TypeScript SDK not in BIDI_STREAM mode: {mode}")
+
+    def stop(self) -> None:
+        self.process.stop(grace=5)
+
+
 # --------------------------------------------------------------------------- runtimes
 
 
@@ -144,6 +290,8 @@ class Runtime:
     name: str
     #: Whether the SDK app is reached over HTTP/2 (BIDI_STREAM) rather than HTTP/1.1.
     http2: bool = False
+    #: Which official SDK serves the handlers: ``"python"`` or ``"typescript"``.
+    sdk: str = "python"
     ingress_url: str
     admin_url: str
     process: ManagedProcess
