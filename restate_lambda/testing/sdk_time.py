@@ -29,7 +29,7 @@ import time as _time
 from collections.abc import Iterator
 from typing import Any
 
-from restate_lambda.clock import Clock, set_handler_clock
+from restate_lambda.clock import Clock, SystemClock, set_handler_clock
 
 log = logging.getLogger("restate_lambda.testing")
 
@@ -53,20 +53,6 @@ def _wall_ms_settled() -> int:
             return ns // 1_000_000
 
 
-class _ManualTimeModule:
-    """Stands in for the ``time`` module inside ``restate.server_context``."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def time(self) -> float:
-        """Manual time in seconds."""
-        return self._clock.now_ms() / 1000
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_time, name)
-
-
 def _relative(clock: Clock, millis: int) -> int:
     """The duration to give the Rust VM so that its ``now + duration`` is ``clock + millis``."""
     shifted = clock.now_ms() + millis - _wall_ms_settled()
@@ -80,51 +66,94 @@ def _relative(clock: Clock, millis: int) -> int:
     return shifted
 
 
-def _patch_official_sdk(clock: Clock) -> contextlib.ExitStack:
-    stack = contextlib.ExitStack()
+#: The clocks of the open :func:`handlers_follow` blocks, oldest first; the newest one rules.
+_followed: list[Clock] = []
+#: The official SDK's originals, saved while the patch is installed.
+_originals: dict[str, Any] = {}
+
+
+def _current() -> Clock | None:
+    return _followed[-1] if _followed else None
+
+
+def _install_official_sdk_patch() -> None:
+    """Wrap the official SDK's sleep, send and ``time`` to read the newest followed clock
+    (installed once, however many blocks are open; removed when the last one closes)."""
+    if _originals:
+        return
     try:
         import restate.server_context as server_context
         import restate.vm as vm
     except ImportError:  # the official SDK is not installed: nothing to follow
-        return stack
+        return
     wrapper = vm.VMWrapper
     original_sleep = wrapper.sys_sleep
     original_send = wrapper.sys_send
 
     def sys_sleep(self: Any, millis: int, name: str | None = None) -> Any:
-        return original_sleep(self, _relative(clock, int(millis)), name)
+        clock = _current()
+        if clock is not None:
+            millis = _relative(clock, int(millis))
+        return original_sleep(self, millis, name)
 
     def sys_send(self: Any, *args: Any, **kwargs: Any) -> Any:
         # signature: (service, handler, parameter, key=None, delay=None, ...)
-        if len(args) > 4 and args[4]:
+        clock = _current()
+        if clock is not None and len(args) > 4 and args[4]:
             args = (*args[:4], _relative(clock, int(args[4])), *args[5:])
-        elif kwargs.get("delay"):
+        elif clock is not None and kwargs.get("delay"):
             kwargs["delay"] = _relative(clock, int(kwargs["delay"]))
         return original_send(self, *args, **kwargs)
 
-    original_time = vars(server_context)["time"]
+    _originals.update(sleep=original_sleep, send=original_send, time=vars(server_context)["time"])
     wrapper.sys_sleep = sys_sleep  # type: ignore[method-assign]
     wrapper.sys_send = sys_send  # type: ignore[method-assign]
-    setattr(server_context, "time", _ManualTimeModule(clock))  # noqa: B010
+    setattr(server_context, "time", _FollowedTimeModule())  # noqa: B010
 
-    def restore() -> None:
-        wrapper.sys_sleep = original_sleep  # type: ignore[method-assign]
-        wrapper.sys_send = original_send  # type: ignore[method-assign]
-        setattr(server_context, "time", original_time)  # noqa: B010
 
-    stack.callback(restore)
-    return stack
+def _remove_official_sdk_patch() -> None:
+    if not _originals:
+        return
+    import restate.server_context as server_context
+    import restate.vm as vm
+
+    vm.VMWrapper.sys_sleep = _originals["sleep"]  # type: ignore[method-assign]
+    vm.VMWrapper.sys_send = _originals["send"]  # type: ignore[method-assign]
+    setattr(server_context, "time", _originals["time"])  # noqa: B010
+    _originals.clear()
+
+
+class _FollowedTimeModule:
+    """Stands in for the ``time`` module inside ``restate.server_context``: the newest
+    followed clock's time, wall time when none is open."""
+
+    def time(self) -> float:
+        """Followed time in seconds."""
+        clock = _current()
+        return (clock or SystemClock()).now_ms() / 1000
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_time, name)
 
 
 @contextlib.contextmanager
 def handlers_follow(clock: Clock) -> Iterator[None]:
     """While open, handlers of both SDKs in this process take their time from ``clock``.
 
-    Process-wide: meant for one test at a time. Nested uses restore in reverse order.
+    Process-wide. Blocks may overlap in any order (two test environments open at once, closed
+    in either order): the newest open block's clock rules, and when the last one closes,
+    handlers read wall time again and the official SDK is left as it was.
     """
-    previous = set_handler_clock(clock)
+    _followed.append(clock)
     try:
-        with _patch_official_sdk(clock):
-            yield
+        set_handler_clock(clock)
+        _install_official_sdk_patch()
+        yield
     finally:
-        set_handler_clock(previous)
+        for i in range(len(_followed) - 1, -1, -1):
+            if _followed[i] is clock:
+                del _followed[i]
+                break
+        set_handler_clock(_current())
+        if not _followed:
+            _remove_official_sdk_patch()
