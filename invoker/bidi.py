@@ -295,8 +295,16 @@ class _Attempt:
         return False
 
     async def _absorb(self) -> None:
-        """Commit and send what arrived for the invocation (notifications, due sleeps)."""
+        """Commit and send what arrived for the invocation (notifications, due sleeps).
+
+        A wake-up may also mean the invocation changed under the attempt (paused, resumed,
+        killed by an admin): then the attempt has lost it and ends at once, rather than
+        holding the invocation's driver until the handler's inactivity timeout."""
         st = self.st
+        if st.unsaved is None:
+            current = await self.o._store.invocation(st.inv.id)
+            if current is None or current.version != st.version:
+                raise _Lost()
         items = await self.o._store.backend.query(keys.inv(st.inv.id), keys.NOTIFY_PREFIX)
         loaded = Loaded(st.inv, st.version, st.entries)
         for item in items:

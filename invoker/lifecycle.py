@@ -14,7 +14,7 @@ from typing import Literal
 from backends.api import ConflictError, Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
-from invoker.api import BadRequestError, ConflictingRequestError, NotFoundError
+from invoker.api import BadRequestError, ConflictingRequestError, EngineError, NotFoundError
 from invoker.commit import Committer
 from invoker.delivery import Delivery
 from invoker.ids import awakeable_target, parse_invocation_id
@@ -144,6 +144,7 @@ class Lifecycle:
             and inv.handler_kind == "exclusive"
             and inv.status not in _NOT_STARTED
         )
+        running = inv.status == rec.Status.RUNNING
         now = self._clock.now_ms()
         self._policies.mark_completed(inv, rec.Result(failure=failure), now)
         effects = [rec.Effect("notify")]
@@ -164,6 +165,8 @@ class Lifecycle:
         )
         self._waiters.resolve(inv)
         self._outbox.apply_soon(self._outbox.committed(outbox))
+        if running:
+            self._dispatch.dispatch(inv.id)  # a streaming attempt here ends at once (see _pause)
 
     async def _pause(self, found: Versioned) -> bool:
         """Park the invocation as paused; True if an attempt was running (its commit will fail
@@ -184,22 +187,36 @@ class Lifecycle:
         await self._committer.write(
             [Put(keys.inv(inv.id), keys.META, rec.encode(inv), expect=found.version)]
         )
+        if running:
+            # An attempt of this engine that streams (HTTP/2) ends at once instead of holding
+            # the invocation until its handler's inactivity timeout; elsewhere, its next
+            # commit fails its fence.
+            self._dispatch.dispatch(inv.id)
         return running
 
     async def _resume(self, found: Versioned, deployment: str | None = None) -> None:
-        """Resume a paused invocation (restate-server 1.7: 200 and nothing to do for one that
-        is not paused; a backing-off one retries at once; 409 once completed)."""
+        """Resume an invocation, as restate-server 1.7 does: a paused or suspended one is
+        invoked again (a suspended one replays and suspends again if nothing it awaits has
+        arrived), a backing-off one retries at once, a running one is left alone (200); 409
+        once completed, 425 while inboxed or scheduled. ``deployment`` (another deployment,
+        or ``latest``) only for a paused or suspended invocation already pinned to one (409)."""
         inv = found.inv
         if inv.status == rec.Status.COMPLETED:
             raise ConflictingRequestError(
                 f"The invocation '{inv.id}' is completed, cannot be resumed."
             )
-        if deployment is not None and inv.status != rec.Status.PAUSED:
+        if inv.status in (rec.Status.INBOXED, rec.Status.SCHEDULED):
+            raise EngineError(
+                f"The invocation '{inv.id}' is either inboxed or scheduled, cannot be resumed.",
+                status=425,
+            )
+        resumable = (rec.Status.PAUSED, rec.Status.SUSPENDED)
+        if deployment is not None and (inv.status not in resumable or not inv.deployment_id):
             raise ConflictingRequestError(
                 f"The invocation '{inv.id}' is still running or the deployment id is not pinned "
                 "yet, deployment id cannot be changed."
             )
-        if inv.status not in (rec.Status.PAUSED, rec.Status.BACKING_OFF):
+        if inv.status not in (*resumable, rec.Status.BACKING_OFF):
             return
         if deployment is not None:
             inv.deployment_id = None if deployment == "latest" else deployment

@@ -100,11 +100,24 @@ async def test_pause_resume_answers(env: TestEnvironment) -> None:
     await env.manage(inv, "resume")
     await env.settle()
     assert await env.status(inv) == "suspended"
+    # suspended and pinned: resumed on the latest deployment, it replays and suspends again
+    r = await env.admin.patch(f"/invocations/{inv}/resume?deployment=latest")
+    assert r.status_code == 200, r.text
+    await env.settle()
+    assert await env.status(inv) == "suspended"
     await env.manage(inv, "kill")
     with pytest.raises(ConflictingRequestError, match="cannot be paused"):
         await env.manage(inv, "pause")
     with pytest.raises(ConflictingRequestError, match="cannot be resumed"):
         await env.manage(inv, "resume")
+    later = await env.ingress.post("/Waiter/wait/send?delay=1h")
+    assert later.status_code == 202, later.text
+    scheduled = later.json()["invocationId"]
+    r = await env.admin.patch(f"/invocations/{scheduled}/resume")
+    assert r.status_code == 425, r.text
+    assert r.json()["message"] == (
+        f"The invocation '{scheduled}' is either inboxed or scheduled, cannot be resumed."
+    )
 
 
 async def test_pause_of_a_running_attempt_is_accepted(env: TestEnvironment) -> None:
@@ -115,6 +128,12 @@ async def test_pause_of_a_running_attempt_is_accepted(env: TestEnvironment) -> N
     inv = await env.send("Gated", "hold")
     await asyncio.wait_for(apps.gate_entered.wait(), 30)
     assert await env.status(inv) == "running"
+    r = await env.admin.patch(f"/invocations/{inv}/resume?deployment=latest")
+    assert r.status_code == 409, r.text
+    assert r.json()["message"] == (
+        f"The invocation '{inv}' is still running or the deployment id is not pinned yet, "
+        "deployment id cannot be changed."
+    )
     assert await env.engine.manage_invocation(inv, "pause") is True
     r = await env.admin.patch(f"/invocations/{inv}/pause")
     assert r.status_code == 200, r.text  # already paused
