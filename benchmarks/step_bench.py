@@ -1,7 +1,11 @@
 """Per-step overhead of a durable ``ctx.run`` step, in process, on SQLite.
 
-One handler, ``Steps.run(n)``, runs ``n`` trivial steps (``await ctx.run_typed(name, lambda:
-x + 1)``). It is served in process by :class:`restate_lambda.testing.Harness` (the engine, the
+One handler, ``Steps.run(n)``, runs ``n`` trivial steps (``x = await ctx.run_typed(name, incr,
+v=x)`` with ``incr`` returning ``v + 1``). ``--body sync`` makes ``incr`` a plain function, which
+both SDKs run in the event loop's default thread pool (a hop to a thread and back per step);
+``--body async`` an ``async def``, awaited in the loop.
+
+The service is served in process by :class:`restate_lambda.testing.Harness` (the engine, the
 store and the app in this event loop; the app mounted via ASGI) on
 :class:`backends.sqlite.SqliteBackend` (a fresh temporary file per repetition, the default
 inline writer, ``synchronous=NORMAL``), and invoked through ``Engine.call``, the path an ingress
@@ -34,7 +38,7 @@ wall times grow with the load, CPU times much less.
 
 Usage::
 
-    .venv/bin/python benchmarks/step_bench.py                  # about 1-2 minutes
+    .venv/bin/python benchmarks/step_bench.py                  # about 5 minutes
     .venv/bin/python benchmarks/step_bench.py --calls 30 --reps 3   # smoke run
     .venv/bin/python benchmarks/step_bench.py --sdk ours --backend sqlite,memory
 """
@@ -113,20 +117,30 @@ class CountingBackend:
         await self.inner.close()
 
 
-def build_app(sdk: str) -> Any:
-    """The ``Steps`` service written with ``restate_lambda`` (``ours``) or ``restate``."""
+def _incr_sync(v: int) -> int:
+    return v + 1
+
+
+async def _incr_async(v: int) -> int:
+    return v + 1
+
+
+def build_app(sdk: str, body: str) -> Any:
+    """The ``Steps`` service written with ``restate_lambda`` (``ours``) or ``restate``, its
+    steps' bodies plain functions (``sync``) or coroutines (``async``)."""
     if sdk == "ours":
         import restate_lambda as mod
     else:
         import restate as mod  # type: ignore[no-redef]
 
     steps = mod.Service("Steps")
+    incr: Any = _incr_sync if body == "sync" else _incr_async
 
     @steps.handler()
     async def run(ctx: Any, n: int) -> int:
         x = 0
         for i in range(n):
-            x = await ctx.run_typed(f"step-{i}", lambda v=x: v + 1)
+            x = await ctx.run_typed(f"step-{i}", incr, v=x)
         return x
 
     return mod.app([steps])
@@ -171,14 +185,16 @@ async def run_block(harness: Any, backend: CountingBackend, n: int, calls: int) 
     return Block(wall * 1e3 / calls, cpu * 1e3 / calls, counts)
 
 
-async def one_rep(sdk: str, kind: str, calls: int, long_first: bool) -> tuple[Block, Block]:
+async def one_rep(
+    sdk: str, kind: str, body: str, calls: int, long_first: bool
+) -> tuple[Block, Block]:
     """One repetition on a fresh store: warm-up, then the n=1 and n=21 blocks."""
     from restate_lambda.testing import Harness
 
     with tempfile.TemporaryDirectory(prefix="step-bench-") as tmp:
         backend = CountingBackend(make_backend(kind, Path(tmp)))
         async with Harness(backend) as harness:
-            await harness.mount(build_app(sdk))
+            await harness.mount(build_app(sdk, body))
             for n in (SHORT, LONG):
                 await run_block(harness, backend, n, max(5, calls // 10))
             order = (LONG, SHORT) if long_first else (SHORT, LONG)
@@ -224,20 +240,28 @@ async def main_async(args: argparse.Namespace) -> None:
         f"Steps.run(n), n={SHORT} and n={LONG}, {args.calls} sequential calls per block, "
         f"{args.reps} repetitions; per step = (t{LONG} - t{SHORT}) / {LONG - SHORT}"
     )
-    pairs = [(s, b) for b in args.backend.split(",") for s in args.sdk.split(",")]
-    results: dict[tuple[str, str], list[tuple[Block, Block]]] = {p: [] for p in pairs}
+    pairs = [
+        (s, b, body)
+        for b in args.backend.split(",")
+        for body in args.body.split(",")
+        for s in args.sdk.split(",")
+    ]
+    results: dict[tuple[str, str, str], list[tuple[Block, Block]]] = {p: [] for p in pairs}
     for rep in range(args.reps):
         # alternate the order of the pairs and of the blocks from repetition to repetition
         for pair in pairs if rep % 2 == 0 else reversed(pairs):
-            sdk, kind = pair
-            results[pair].append(await one_rep(sdk, kind, args.calls, long_first=rep % 2 == 1))
+            sdk, kind, body = pair
+            results[pair].append(
+                await one_rep(sdk, kind, body, args.calls, long_first=rep % 2 == 1)
+            )
     floor = await write_floor(2000)
 
     cols = ("wall p50", "wall p90", "CPU p50", "CPU p90", "t1 wall", "t21 wall")
     print()
     print("per durable step, ms (t1 / t21: median ms per call of the two blocks)")
-    print(f"{'sdk':5} {'backend':8}" + "".join(f"{c:>10}" for c in cols) + "  storage per step")
-    for (sdk, kind), reps in results.items():
+    head = f"{'sdk':5} {'backend':8} {'body':6}"
+    print(head + "".join(f"{c:>10}" for c in cols) + "  storage per step")
+    for (sdk, kind, body), reps in results.items():
         wall = [(b.wall_ms - a.wall_ms) / (LONG - SHORT) for a, b in reps]
         cpu = [(b.cpu_ms - a.cpu_ms) / (LONG - SHORT) for a, b in reps]
         t1 = statistics.median(a.wall_ms for a, _ in reps)
@@ -258,9 +282,10 @@ async def main_async(args: argparse.Namespace) -> None:
             t1,
             t21,
         )
-        print(f"{sdk:5} {kind:8}" + "".join(f"{v:>10.3f}" for v in nums) + f"  {stored}")
+        row = f"{sdk:5} {kind:8} {body:6}"
+        print(row + "".join(f"{v:>10.3f}" for v in nums) + f"  {stored}")
         print(
-            f"{'':14} per call n=1: {a0.counts.get('write', 0):.1f} write(), "
+            f"{'':21} per call n=1: {a0.counts.get('write', 0):.1f} write(), "
             f"{a0.counts.get('get', 0):.1f} get, {a0.counts.get('query', 0):.1f} query"
         )
     print()
@@ -275,6 +300,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=11, help="repetitions")
     parser.add_argument("--sdk", default="ours,sdk", help="ours (restate_lambda), sdk (restate)")
     parser.add_argument("--backend", default="sqlite", help="sqlite, memory (comma-separated)")
+    parser.add_argument("--body", default="sync,async", help="step bodies: sync, async")
     asyncio.run(main_async(parser.parse_args()))
 
 
