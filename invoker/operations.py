@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from backends.api import Item
 from invoker import keys
 from invoker.admin import Admin
-from invoker.api import InvokeRequest, SendResult, Target
+from invoker.api import BadRequestError, InvokeRequest, SendResult, Target
 from invoker.config import EngineConfig
 from invoker.lifecycle import Lifecycle
 from invoker.restart import Restarts
@@ -119,7 +119,14 @@ class Operations(Admin):
         return await self.restarts.restart_as_new(invocation_id, from_index, deployment)
 
     async def resume_invocation(self, invocation_id: str, deployment: str | None = None) -> None:
-        """``PATCH /invocations/{id}/resume?deployment=``."""
+        """``PATCH /invocations/{id}/resume?deployment=`` (400 for an unknown deployment)."""
+        if deployment not in (None, "latest") and self.registry.deployment(deployment) is None:
+            await self.registry.refresh_if_stale(0)
+            if self.registry.deployment(deployment) is None:
+                raise BadRequestError(
+                    "The given deployment was not found when trying to resume the invocation "
+                    f"'{invocation_id}'."
+                )
         await self.lifecycle.manage(invocation_id, "resume", deployment=deployment)
 
     # -- event subscriptions -------------------------------------------------------------------

@@ -100,6 +100,11 @@ async def test_pause_resume_answers(env: TestEnvironment) -> None:
     await env.manage(inv, "resume")
     await env.settle()
     assert await env.status(inv) == "suspended"
+    r = await env.admin.patch(f"/invocations/{inv}/resume?deployment=dp_11111111111111111111111")
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == (
+        f"The given deployment was not found when trying to resume the invocation '{inv}'."
+    )
     # suspended and pinned: resumed on the latest deployment, it replays and suspends again
     r = await env.admin.patch(f"/invocations/{inv}/resume?deployment=latest")
     assert r.status_code == 200, r.text
