@@ -10,7 +10,8 @@ The event and its answer carry the HTTP request and reply of the contract in
 
 A status other than 200 is mapped as the HTTP checkpointer maps it (409 fenced, 5xx retried);
 so are a function error (``Unhandled``: the runtime function crashed or timed out), throttling
-and transport errors (retried). A missing function or permission fails at once.
+and transport errors (retried). A missing function or permission fails at once, and the sandbox
+stops using that ARN (see :func:`usable`).
 
 boto3 (present in AWS Lambda's Python runtimes) is imported on the first checkpoint only, and
 one client per region is kept for the sandbox's life. The handler function's role needs
@@ -50,13 +51,30 @@ _RETRYABLE = frozenset(
     {"TooManyRequestsException", "ThrottlingException", "ServiceException", "EC2ThrottledException"}
 )
 
+#: Error codes of Invoke that say this sandbox cannot use the function at all.
+_UNUSABLE = frozenset(
+    {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"}
+)
+
 _clients: dict[tuple[str, str | None], Any] = {}
 _clients_lock = threading.Lock()
+#: ARNs this sandbox may not invoke (no permission, no such function): not used again.
+_unusable: set[str] = set()
 
 
 def is_lambda_arn(url: str) -> bool:
     """Whether ``url`` is a Lambda function ARN (possibly qualified)."""
     return _ARN.match(url) is not None
+
+
+def usable(arn: str) -> bool:
+    """Whether ``arn`` is a Lambda function ARN this sandbox has not found it cannot invoke.
+
+    A handler function whose role lacks ``lambda:InvokeFunction`` on it fails the attempt of
+    its first checkpoint (the step runs again in the next attempt); from then on the sandbox
+    does without the channel (it suspends after each run) instead of failing every attempt.
+    """
+    return arn not in _unusable and is_lambda_arn(arn)
 
 
 def checkpoint_event(batch: CheckpointBatch) -> dict[str, Any]:
@@ -126,6 +144,8 @@ class LambdaCheckpointer:
             message = f"{error.get('Code')}: {error.get('Message')}"
             if status >= 500 or error.get("Code") in _RETRYABLE:
                 raise TransientCheckpointError(message) from e
+            if error.get("Code") in _UNUSABLE:
+                _unusable.add(self.arn)
             raise CheckpointError(f"cannot invoke {self.arn}: {message}") from e
         except BotoCoreError as e:  # connection, timeouts
             raise TransientCheckpointError(str(e)) from e

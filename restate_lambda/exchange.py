@@ -135,9 +135,9 @@ def checkpoint_channel(
     if not url:
         return None
     if url.startswith("arn:"):  # a Lambda function ARN: runtimes on AWS Lambda
-        from restate_lambda.checkpoint_lambda import LambdaCheckpointer, is_lambda_arn
+        from restate_lambda.checkpoint_lambda import LambdaCheckpointer, usable
 
-        if not is_lambda_arn(url):
+        if not usable(url):
             return None  # not a channel this SDK can use: suspend after each run instead
         return CheckpointChannel(LambdaCheckpointer(url), token)
     from restate_lambda.checkpoint_http import HttpCheckpointer

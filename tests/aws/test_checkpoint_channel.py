@@ -231,3 +231,33 @@ def test_by_default_the_function_running_the_attempt_takes_its_checkpoints(
             local_lambda.remove_function("ingress")
             for rt in sandboxes:
                 rt.close()
+
+
+def test_a_handler_that_cannot_invoke_the_checkpoint_function_does_without_it(
+    dynamodb_endpoint: str,
+    s3_endpoint: str,
+    local_lambda: LocalLambda,
+    ckpt_function: str,
+    clock: ManualClock,
+) -> None:
+    """The offered function does not exist (or the role may not invoke it): the first attempt
+    fails at its first checkpoint; the retry suspends after each run and finishes."""
+    env = {"RESTATE_LAMBDA_CHECKPOINT_URL": local_lambda.arn(f"missing-{time.time_ns()}")}
+    with aws_stack(
+        dynamodb_endpoint, s3_endpoint, local_lambda.endpoint_url, clock=clock, env=env
+    ) as s:
+        s.register(ckpt_function)
+        before = local_lambda.invocations("ckpt-ours")
+        status, _, body = s.http("POST", "/Ckpt/five/send", '"denied"')
+        assert status == 202, body
+        inv_id = json.loads(body)["invocationId"]
+        deadline = time.monotonic() + 60
+        while _output(s, inv_id)[0] != 200:
+            assert time.monotonic() < deadline, "the invocation did not finish"
+            s.pump()
+            clock.advance(60_000)
+            s.sweep()
+        assert _output(s, inv_id) == (200, 5)
+    # the failed attempt ran step 1 once more; then one invocation per step and the last
+    assert [STEPS[("denied", f"denied-{i}")] for i in range(5)] == [2, 1, 1, 1, 1]
+    assert local_lambda.invocations("ckpt-ours") - before == 1 + 6

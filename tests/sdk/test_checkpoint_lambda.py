@@ -8,19 +8,29 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from restate_lambda import checkpoint_lambda
 from restate_lambda.checkpoint import CheckpointBatch, CheckpointError, CheckpointFencedError
 from restate_lambda.checkpoint_http import HttpCheckpointer
-from restate_lambda.checkpoint_lambda import EVENT_KEY, LambdaCheckpointer, is_lambda_arn
+from restate_lambda.checkpoint_lambda import EVENT_KEY, LambdaCheckpointer, is_lambda_arn, usable
 from restate_lambda.endpoint_config import EndpointConfig
 from restate_lambda.exchange import checkpoint_channel
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:restate-worker"
 BATCH = CheckpointBatch("inv_1", "tok", 7, b"\x00frames", 6)
+
+
+@pytest.fixture(autouse=True)
+def _forget_unusable() -> Iterator[None]:
+    """Each test starts as a fresh sandbox (no ARN known to be unusable)."""
+    checkpoint_lambda._unusable.clear()
+    yield
+    checkpoint_lambda._unusable.clear()
 
 
 class _Client:
@@ -128,3 +138,16 @@ async def test_permanent_failures_fail_at_once(outcome: Any) -> None:
         await LambdaCheckpointer(ARN, client=client, backoff_s=0).checkpoint(BATCH)
     assert not isinstance(info.value, CheckpointFencedError)
     assert len(client.requests) == 1
+
+
+async def test_a_function_the_sandbox_may_not_invoke_is_not_offered_again() -> None:
+    """No lambda:InvokeFunction on the checkpoint function: that attempt fails (its step runs
+    again), later attempts in this sandbox get no channel and suspend after each run."""
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:denied"
+    offer = {"x-restate-checkpoint-token": "tok", "x-restate-checkpoint-url": arn}
+    assert usable(arn) and checkpoint_channel(EndpointConfig(), offer) is not None
+    client = _Client(_client_error("AccessDeniedException", 403))
+    with pytest.raises(CheckpointError, match="AccessDenied"):
+        await LambdaCheckpointer(arn, client=client).checkpoint(BATCH)
+    assert not usable(arn) and checkpoint_channel(EndpointConfig(), offer) is None
+    assert usable(ARN)
