@@ -10,7 +10,10 @@ runtime makes through boto3 event hooks on every client it creates:
   transactional write costs 2 units per KB, a strongly consistent read 1 per 4 KB);
 * S3 requests (PUT-class, GET-class), SQS requests (send, receive, delete; the event source
   mapping's receive/delete are played by this script and counted), Lambda ``Invoke`` requests
-  to handler functions, and the runtime's own Lambda invocations (ingress, worker, sweeper).
+  to handler functions, and the runtime's own Lambda invocations (ingress, worker, sweeper,
+  and the checkpoint function: with ``--checkpoints on``, the default, our SDK's handlers
+  checkpoint each ``ctx.run`` by invoking it, one Lambda request and one DynamoDB commit per
+  step, instead of suspending after each run).
 
 Each scenario runs ``--n`` times after a warm-up; the numbers are averages per invocation.
 Deferred work is measured too: after a simulated day the sweeper purges the completed
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import uuid
 from collections import Counter
@@ -79,6 +83,8 @@ class Tally:
     wcu: float = 0.0
     runtime_invocations: Counter[str] = field(default_factory=Counter)
     apigw: int = 0
+    #: Invocations of the checkpoint function so far (read from the local Invoke endpoint).
+    checkpoints: Callable[[], int] = lambda: 0
 
     def snapshot(self) -> dict[str, float]:
         """Flat totals."""
@@ -95,8 +101,11 @@ class Tally:
             "s3_put": sum(n for (s, op), n in r.items() if s == "s3" and op not in _S3_GET_CLASS),
             "s3_get": sum(n for (s, op), n in r.items() if s == "s3" and op in _S3_GET_CLASS),
             "sqs": sum(n for (s, _op), n in r.items() if s == "sqs"),
-            "handler_invokes": r[("lambda", "Invoke")],
-            "runtime_invocations": float(sum(self.runtime_invocations.values())),
+            # the SDK's checkpoint invokes go through boto3 too: counted as the runtime's
+            "handler_invokes": r[("lambda", "Invoke")] - self.checkpoints(),
+            "runtime_invocations": float(sum(self.runtime_invocations.values()))
+            + self.checkpoints(),
+            "checkpoints": float(self.checkpoints()),
             "apigw": float(self.apigw),
         }
         return {k: float(v) for k, v in out.items()}
@@ -173,8 +182,9 @@ def cost(per_invocation: dict[str, float]) -> dict[str, float]:
 
 
 @contextmanager
-def topology(sdk: str) -> Iterator[Any]:
-    """Servers, a fresh table and queue, handler functions, and the runtime's sandboxes."""
+def topology(sdk: str, checkpoints: bool = True) -> Iterator[Any]:
+    """Servers, a fresh table and queue, handler functions, and the runtime's sandboxes (with
+    the checkpoint function hosted next to the handlers when ``checkpoints``)."""
     from infra.local_lambda import LocalLambda, restate_lambda_handler, restate_sdk_handler
     from restate_lambda.clock import ManualClock, SystemClock
     from tests.aws import handlers
@@ -190,10 +200,16 @@ def topology(sdk: str) -> Iterator[Any]:
     )
     clock = ManualClock(SystemClock().now_ms())
     with LocalLambda() as local:
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = local.endpoint_url  # the SDK's checkpoints
         arn = local.add_function(f"handlers-{uuid.uuid4().hex[:6]}", factory)
-        with aws_stack(ddb, moto, local.endpoint_url, clock=clock) as stack:
+        offer = local if checkpoints else None
+        with aws_stack(ddb, moto, local.endpoint_url, clock=clock, checkpoints=offer) as stack:
+            name = stack.checkpoint_function
+            if name is not None:
+                TALLY.checkpoints = lambda: local.invocations(name)
             stack.register(arn)
             yield stack, clock
+        TALLY.checkpoints = lambda: 0
 
 
 def _count_runtime_calls(stack: Any) -> None:
@@ -263,9 +279,10 @@ def scenarios(stack: Any, clock: Any, n: int) -> dict[str, dict[str, float]]:
 # ---------------------------------------------------------------------------- report
 
 
-def report(results: dict[str, dict[str, dict[str, float]]], n: int) -> None:
+def report(results: dict[str, dict[str, dict[str, float]]], n: int, checkpoints: bool) -> None:
     """Print the per-invocation table, the cost per million and the comparison."""
     print(f"restate-lambda cost benchmark (n={n} per scenario; {PRICE_DATE})")
+    print(f"checkpoint channel: {'on' if checkpoints else 'off'} (--checkpoints)")
     print(
         "prices: DynamoDB $0.625/M WRU, $0.125/M RRU; S3 $5/M PUT, $0.40/M GET; SQS $0.40/M; "
         "Lambda $0.20/M requests (compute excluded); API Gateway HTTP $1.00/M"
@@ -280,6 +297,7 @@ def report(results: dict[str, dict[str, dict[str, float]]], n: int) -> None:
         "sqs",
         "handler_invokes",
         "runtime_invocations",
+        "checkpoints",
     ]
     header = f"{'sdk':5} {'scenario':27}" + "".join(f"{c[:10]:>11}" for c in cols)
     header += f"{'$/M excl.':>11}{'$/M +APIGW':>11}"
@@ -330,7 +348,14 @@ def main() -> None:
     parser.add_argument(
         "--sdk", default="ours,sdk", help="ours (restate_lambda), sdk (restate-sdk)"
     )
+    parser.add_argument(
+        "--checkpoints",
+        choices=("on", "off"),
+        default="on",
+        help="offer the checkpoint function to handlers (as template.yaml does)",
+    )
     args = parser.parse_args()
+    checkpoints = args.checkpoints == "on"
     import logging
 
     logging.getLogger("restate").setLevel(logging.ERROR)
@@ -338,14 +363,14 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:
         for sdk in args.sdk.split(","):
-            with topology(sdk) as (stack, clock):
+            with topology(sdk, checkpoints) as (stack, clock):
                 _count_runtime_calls(stack)
                 results[sdk] = scenarios(stack, clock, args.n)
     finally:
         from tests.support.aws import SERVERS
 
         SERVERS.stop()
-    report(results, args.n)
+    report(results, args.n, checkpoints)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ sandbox freezes as soon as the handler returns.
 
 The engine runs with ``run_locally=False``: runnable invocations go to the SQS work queue, except
 that a blocking ingress call runs its own invocation inline (``RESTATE_LAMBDA_INLINE_CALLS``).
+
+Checkpoint channel: attempts offer handlers the ARN of a function that commits checkpoints
+(:mod:`infra.checkpoint_events`): ``RESTATE_LAMBDA_CHECKPOINT_URL``, or else the function the
+sandbox runs in (its Lambda context's ``invoked_function_arn``, seen on the first invocation).
+Every entry point accepts checkpoint events (:meth:`AwsRuntime.checkpoint`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ class AwsRuntime:
         self._ingress_app: Any = None
         self._admin: Any = None
         self._admin_app: Any = None
+        #: The ARN of the function this sandbox runs in (from the first invocation's context).
+        self.function_arn: str | None = None
 
     # ------------------------------------------------------------------ construction
     @property
@@ -109,6 +116,7 @@ class AwsRuntime:
         config = self._config or dataclasses.replace(
             EngineConfig.from_env(), max_body_bytes=s.max_body_bytes
         )
+        config = dataclasses.replace(config, checkpoint_url=s.checkpoint_target(self.function_arn))
         engine = RuntimeEngine(
             backend, self.clock, transports, config, run_locally=False, dispatcher=dispatcher
         )
@@ -145,6 +153,14 @@ class AwsRuntime:
             await engine.registry.refresh_if_stale(REGISTRY_MAX_AGE_MS)
         return engine
 
+    def seen(self, context: Any) -> None:
+        """Note the function this sandbox runs in from a Lambda ``context`` (the checkpoint
+        channel's default target); call before the engine is built."""
+        if self.function_arn is None:
+            arn = getattr(context, "invoked_function_arn", None)
+            if isinstance(arn, str) and arn.startswith("arn:"):
+                self.function_arn = arn
+
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` to completion on this sandbox's loop (from synchronous handler code)."""
         asyncio.set_event_loop(self.loop)
@@ -153,6 +169,7 @@ class AwsRuntime:
     # ------------------------------------------------------------------ ingress
     def ingress(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Answer one API Gateway (HTTP API v2, REST v1) or Function URL event."""
+        self.seen(context)
         if self._ingress is None:
             from mangum import Mangum
 
@@ -199,6 +216,7 @@ class AwsRuntime:
     # ------------------------------------------------------------------ worker
     def worker(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Drive the invocations named by one SQS batch; report failed records for redelivery."""
+        self.seen(context)
         return self.run(self._work(event))
 
     async def _work(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +234,7 @@ class AwsRuntime:
     # ------------------------------------------------------------------ sweeper
     def sweeper(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Fire due timers and re-dispatch due work; schedule SQS wake-ups for what is near."""
+        self.seen(context)
         return self.run(self.sweep())
 
     async def sweep(self, budget_s: float = SWEEP_BUDGET_S) -> dict[str, Any]:
@@ -240,6 +259,7 @@ class AwsRuntime:
     def events(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Deliver an event-source batch to the subscriptions of its source (partial batch
         response; a Kafka batch with failures raises, so that Lambda retries it whole)."""
+        self.seen(context)
         return self.run(self._events(event))
 
     async def _events(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +272,7 @@ class AwsRuntime:
     # ------------------------------------------------------------------ admin
     def admin(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The admin API: HTTP events, CloudFormation custom resources, direct invocations."""
+        self.seen(context)
         from infra.admin_events import handle_admin_event
 
         return handle_admin_event(self, event, context)
@@ -277,6 +298,23 @@ class AwsRuntime:
             await self._admin_app(scope, receive, send)
         finally:
             await engine.drain()
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Commit a handler's checkpoint event (``{"restate_lambda_checkpoint": ...}``); answer
+        ``{"status", "body"}`` (see :mod:`infra.checkpoint_events`), never raise for a bad
+        event."""
+        self.seen(context)
+        return self.run(self._checkpoint(event))
+
+    async def _checkpoint(self, event: dict[str, Any]) -> dict[str, Any]:
+        from infra.checkpoint_events import handle_checkpoint_event
+
+        engine = await self.ready()
+        try:
+            return await handle_checkpoint_event(engine, event)
+        finally:
+            await engine.drain()  # effects of the batch (sends, calls) leave before the freeze
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:

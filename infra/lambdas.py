@@ -13,6 +13,10 @@
 ``infra.lambdas.events_handler``   event source mappings (SQS, Kinesis, DynamoDB Streams,
                                    MSK): deliver the batch to the subscriptions of its source;
                                    answers ``batchItemFailures``
+``infra.lambdas.checkpoint_handler`` checkpoints of handler functions
+                                   (``{"restate_lambda_checkpoint": ...}``, see
+                                   :mod:`infra.checkpoint_events`); ingress, worker and admin
+                                   accept them too (they offer themselves by default)
 ================================  ==========================================================
 
 Settings come from environment variables (:mod:`infra.settings`). Each sandbox builds one
@@ -22,9 +26,11 @@ Importing this module does no I/O and imports neither boto3 nor Mangum.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from infra.aws_runtime import AwsRuntime
+from infra.checkpoint_events import is_checkpoint_event
 from infra.logging_setup import configure_lambda_logging
 from infra.settings import AwsSettings
 
@@ -47,14 +53,28 @@ def set_runtime(value: AwsRuntime | None) -> None:
     _runtime = value
 
 
+def route(rt: AwsRuntime, entry: str, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A checkpoint event to :meth:`AwsRuntime.checkpoint`, any other to the entry point
+    ``entry`` (``"ingress"``, ``"worker"``, ``"admin"``) of ``rt``."""
+    if is_checkpoint_event(event):
+        return rt.checkpoint(event, context)
+    result: dict[str, Any] = getattr(rt, entry)(event, context)
+    return result
+
+
+def routed(rt: AwsRuntime, entry: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler :func:`route` makes of ``rt`` and ``entry`` (local hosting, tests)."""
+    return lambda event, context: route(rt, entry, event, context)
+
+
 def ingress_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Restate's ingress API behind API Gateway or a Function URL."""
-    return runtime().ingress(event, context)
+    """Restate's ingress API behind API Gateway or a Function URL (and checkpoints)."""
+    return route(runtime(), "ingress", event, context)
 
 
 def worker_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Drive the invocations of an SQS batch."""
-    return runtime().worker(event, context)
+    """Drive the invocations of an SQS batch (and answer checkpoints)."""
+    return route(runtime(), "worker", event, context)
 
 
 def sweeper_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -63,8 +83,13 @@ def sweeper_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def admin_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The admin API and deployment registration."""
-    return runtime().admin(event, context)
+    """The admin API and deployment registration (and checkpoints)."""
+    return route(runtime(), "admin", event, context)
+
+
+def checkpoint_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Checkpoints of handler functions; any other event is answered with status 400."""
+    return runtime().checkpoint(event, context)
 
 
 def events_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -113,6 +113,11 @@ class LocalLambda:
             self._functions[name] = _Function(name, factory, frozenset({"$LATEST", *versions}))
         return self.arn(name, versions[0] if versions else "$LATEST")
 
+    def remove_function(self, name: str) -> None:
+        """Stop hosting function ``name`` (unknown from then on)."""
+        with self._lock:
+            self._functions.pop(name, None)
+
     def invocations(self, name: str) -> int:
         """How many times function ``name`` ran."""
         return self._functions[name].invocations

@@ -36,6 +36,11 @@
                                             (``ssm:/NAME``, a PEM file or the PEM; see
                                             :mod:`infra.identity_keys`); unset: unsigned
 ``RESTATE_LAMBDA_SSM_ENDPOINT_URL``         SSM endpoint for local testing; unset on AWS
+``RESTATE_LAMBDA_CHECKPOINT_URL``           the checkpoint channel offered to handlers (see
+                                            :mod:`infra.checkpoint_events`): a Lambda function
+                                            ARN or an HTTP URL; ``off``: none (they suspend
+                                            after each run); unset: the ARN of the function
+                                            running the attempt
 ==========================================  =================================================
 
 The admin API of ``restate-lambda dev`` (:class:`AdminSettings`):
@@ -96,6 +101,8 @@ class AwsSettings:
     max_url_bytes: int = DEFAULT_MAX_URL_BYTES
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     request_identity_key: str | None = None
+    #: ``RESTATE_LAMBDA_CHECKPOINT_URL`` as given (None: unset; see :meth:`checkpoint_target`).
+    checkpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
@@ -147,7 +154,17 @@ class AwsSettings:
             max_url_bytes=number("RESTATE_LAMBDA_MAX_URL_BYTES", DEFAULT_MAX_URL_BYTES),
             max_key_bytes=number("RESTATE_LAMBDA_MAX_KEY_BYTES", DEFAULT_MAX_KEY_BYTES),
             request_identity_key=opt("RESTATE_LAMBDA_REQUEST_IDENTITY_KEY"),
+            checkpoint_url=opt("RESTATE_LAMBDA_CHECKPOINT_URL"),
         )
+
+    def checkpoint_target(self, function_arn: str | None) -> str | None:
+        """The checkpoint URL to offer handlers: ``RESTATE_LAMBDA_CHECKPOINT_URL``, None when
+        it is ``off``, else ``function_arn`` (the ARN of the function running the attempt)."""
+        if self.checkpoint_url is None:
+            return function_arn
+        if self.checkpoint_url.lower() in ("off", "none", "0", "false", "no"):
+            return None
+        return self.checkpoint_url
 
     def ingress_limits(self) -> IngressLimits:
         """The ingress's bounds from these settings."""

@@ -14,7 +14,10 @@ Wire contract (proposed to runtimes; restate-server offers no channel and ignore
 
    - ``x-restate-checkpoint-token``: an opaque fencing token naming this attempt (its lease);
    - ``x-restate-checkpoint-url``: where to POST checkpoints (optional when the endpoint was
-     given its own :class:`Checkpointer`, e.g. one writing to the store directly).
+     given its own :class:`Checkpointer`, e.g. one writing to the store directly). It may
+     instead be a Lambda function ARN (``arn:aws:lambda:...:function:NAME[:QUALIFIER]``): the
+     checkpoint request is then a synchronous invocation of that function, its headers and
+     body wrapped in a JSON event (see :mod:`restate_lambda.checkpoint_lambda`).
 
    In process, the ASGI scope may instead carry the extension ``restate.checkpoint``:
    ``{"checkpointer": <Checkpointer>, "token": "<token>"}``. No token, no channel.
@@ -43,7 +46,8 @@ Wire contract (proposed to runtimes; restate-server offers no channel and ignore
    batch's run completions, so await results stay the same on replay. ``409``: fenced off
    (another attempt owns the invocation, or the journal moved on): the SDK stops at once.
    Anything else is a failure; :class:`~restate_lambda.checkpoint_http.HttpCheckpointer`
-   retries transport errors and 5xx a few times before giving up.
+   (and :class:`~restate_lambda.checkpoint_lambda.LambdaCheckpointer`) retries transport
+   errors and 5xx a few times before giving up.
 
 5. End of the attempt. The response carries only the messages written after the last
    checkpoint, plus the closing message (End, Suspension or Error), and the header

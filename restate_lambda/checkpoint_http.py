@@ -8,20 +8,14 @@ handler Lambda needs no HTTP client package.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, NoReturn
+from typing import Any
 
-from restate_lambda.checkpoint import (
-    HEADER_JOURNAL_INDEX,
-    HEADER_TOKEN,
-    CheckpointBatch,
-    CheckpointError,
-    CheckpointFencedError,
+from restate_lambda.checkpoint import HEADER_JOURNAL_INDEX, HEADER_TOKEN, CheckpointBatch
+from restate_lambda.checkpoint_client import (
+    TransientCheckpointError,
+    reply_body,
+    send_with_retries,
 )
-
-
-class _Transient(Exception):
-    """A failure worth another try (transport error, 5xx)."""
 
 
 class HttpCheckpointer:
@@ -44,16 +38,12 @@ class HttpCheckpointer:
 
     async def checkpoint(self, batch: CheckpointBatch) -> bytes:
         """POST ``batch``; the reply body (framed notifications) once it is durable."""
-        loop = asyncio.get_running_loop()
-        last: Exception | None = None
-        for i in range(self.attempts):
-            if i:
-                await asyncio.sleep(self.backoff_s * 2 ** (i - 1))
-            try:
-                return await loop.run_in_executor(None, self._post, batch)
-            except _Transient as e:
-                last = e
-        raise CheckpointError(f"checkpoint to {self.url} failed {self.attempts} times: {last}")
+        return await send_with_retries(
+            lambda: self._post(batch),
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            target=self.url,
+        )
 
     def _post(self, batch: CheckpointBatch) -> bytes:
         import urllib.error
@@ -72,12 +62,10 @@ class HttpCheckpointer:
                 body: bytes = response.read()
                 status = int(response.status)
         except urllib.error.HTTPError as e:
-            _raise_for(e.code, _read(e))
+            return reply_body(e.code, _read(e))
         except (urllib.error.URLError, OSError) as e:
-            raise _Transient(str(e)) from e
-        if not 200 <= status < 300:
-            _raise_for(status, body)
-        return body
+            raise TransientCheckpointError(str(e)) from e
+        return reply_body(status, body)
 
 
 def _read(e: Any) -> bytes:
@@ -85,12 +73,3 @@ def _read(e: Any) -> bytes:
         return bytes(e.read())
     except Exception:
         return b""
-
-
-def _raise_for(status: int, body: bytes) -> NoReturn:
-    text = body[:200].decode("utf-8", "replace")
-    if status == 409:
-        raise CheckpointFencedError(f"checkpoint fenced off: {text}")
-    if status >= 500:
-        raise _Transient(f"HTTP {status}: {text}")
-    raise CheckpointError(f"checkpoint rejected with HTTP {status}: {text}")

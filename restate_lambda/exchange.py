@@ -112,7 +112,8 @@ def checkpoint_channel(
 ) -> CheckpointChannel | None:
     """The checkpoint channel a request offers (see :mod:`restate_lambda.checkpoint`):
     the ASGI extension ``restate.checkpoint``, or the ``x-restate-checkpoint-token`` header with
-    the endpoint's checkpointer or an HTTP one for ``x-restate-checkpoint-url``."""
+    the endpoint's checkpointer, or one for ``x-restate-checkpoint-url``: a Lambda invoker
+    for a Lambda function ARN, an HTTP client otherwise."""
     if _OFFER_TOKEN not in headers and not (extensions and _OFFER_EXTENSION in extensions):
         return None  # nothing offered: restate_lambda.checkpoint need not be loaded
     from restate_lambda.checkpoint import (
@@ -133,6 +134,12 @@ def checkpoint_channel(
     url = headers.get(HEADER_URL)
     if not url:
         return None
+    if url.startswith("arn:"):  # a Lambda function ARN: runtimes on AWS Lambda
+        from restate_lambda.checkpoint_lambda import LambdaCheckpointer, usable
+
+        if not usable(url):
+            return None  # not a channel this SDK can use: suspend after each run instead
+        return CheckpointChannel(LambdaCheckpointer(url), token)
     from restate_lambda.checkpoint_http import HttpCheckpointer
 
     return CheckpointChannel(HttpCheckpointer(url), token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,14 +32,25 @@ def _garbage() -> Any:
 @pytest.fixture(scope="session")
 def local_lambda() -> Iterator[LocalLambda]:
     """A local Invoke endpoint with functions ``sdk`` (official restate-sdk), ``ours``
-    (restate_lambda), ``broken`` (always raises) and ``garbage`` (answers a non-envelope)."""
+    (restate_lambda), ``broken`` (always raises) and ``garbage`` (answers a non-envelope).
+
+    Handler functions reach it for checkpoints through boto3's ``AWS_ENDPOINT_URL_LAMBDA``
+    (:class:`restate_lambda.checkpoint_lambda.LambdaCheckpointer` uses boto3's defaults)."""
     aws_test_env()
     with LocalLambda() as local:
+        previous = os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = local.endpoint_url
         local.add_function("sdk", restate_sdk_handler(handlers.SDK_SERVICES), versions=("1", "2"))
         local.add_function("ours", restate_lambda_handler(handlers.OURS_SERVICES))
         local.add_function("broken", _broken)
         local.add_function("garbage", _garbage)
-        yield local
+        try:
+            yield local
+        finally:
+            if previous is None:
+                os.environ.pop("AWS_ENDPOINT_URL_LAMBDA", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL_LAMBDA"] = previous
 
 
 @pytest.fixture(params=["sdk", "ours"])

@@ -21,7 +21,9 @@ from urllib.parse import quote
 
 import boto3
 
+from infra import lambdas
 from infra.aws_runtime import AwsRuntime
+from infra.local_lambda import LocalLambda
 from infra.provision import create_table
 from infra.settings import AwsSettings
 from restate_lambda.clock import Clock
@@ -44,6 +46,8 @@ class Stack:
     sweeper: AwsRuntime | None = None
     admin: AwsRuntime | None = None
     worker_batches: int = 0
+    #: The local function committing checkpoints (``aws_stack(checkpoints=...)``), or None.
+    checkpoint_function: str | None = None
 
     def _runtime(self) -> AwsRuntime:
         return AwsRuntime(self.settings, clock=self.clock)
@@ -150,8 +154,15 @@ def aws_stack(
     clock: Clock | None = None,
     ingresses: int = 1,
     env: dict[str, str] | None = None,
+    checkpoints: LocalLambda | None = None,
 ) -> Iterator[Stack]:
-    """A fresh table and queue, and the runtime's sandboxes configured to use them."""
+    """A fresh table and queue, and the runtime's sandboxes configured to use them.
+
+    ``checkpoints``: host a runtime function (:attr:`Stack.checkpoint_function`, a fresh
+    sandbox per thread, as concurrent invocations get on Lambda) on that local Invoke endpoint
+    and offer its ARN as the checkpoint channel; without it the channel is ``off`` (unless
+    ``env`` sets ``RESTATE_LAMBDA_CHECKPOINT_URL``).
+    """
     suffix = uuid.uuid4().hex[:12]
     ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=dynamodb)
     table = f"e2e-{suffix}"
@@ -169,15 +180,32 @@ def aws_stack(
             "AWS_REGION": REGION,
             "RESTATE_LAMBDA_SQS_ENDPOINT_URL": moto,
             "RESTATE_LAMBDA_LAMBDA_ENDPOINT_URL": lambda_endpoint,
+            "RESTATE_LAMBDA_CHECKPOINT_URL": (
+                checkpoints.arn(f"runtime-{suffix}") if checkpoints is not None else "off"
+            ),
             **(env or {}),
         }
     )
     stack = Stack(settings, clock, sqs, table)
+    sandboxes: list[AwsRuntime] = []
+    if checkpoints is not None:
+
+        def sandbox() -> Callable[[Any, Any], Any]:
+            rt = AwsRuntime(settings, clock=clock)
+            sandboxes.append(rt)
+            return lambdas.routed(rt, "worker")
+
+        stack.checkpoint_function = f"runtime-{suffix}"
+        checkpoints.add_function(stack.checkpoint_function, sandbox)
     stack.start(ingresses)
     try:
         yield stack
     finally:
         stack.close()
+        if checkpoints is not None:
+            checkpoints.remove_function(f"runtime-{suffix}")
+        for rt in sandboxes:
+            rt.close()
         sqs.delete_queue(QueueUrl=queue_url)
         ddb.delete_table(TableName=table)
 

@@ -202,6 +202,7 @@ _OUR_POLICIES = (
     {"Ref": "RuntimeStoragePolicy"},
     {"Ref": "InvokeHandlersPolicy"},
     {"Ref": "EventSourcesPolicy"},
+    {"Ref": "InvokeCheckpointPolicy"},
 )
 
 
@@ -235,6 +236,7 @@ def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
             "BlobBucket",
             "WorkQueue",
             ":function:",
+            '"CheckpointFunction"',
             ":parameter${RequestIdentityKey",
             # the event sources a deployer names (each its own parameter, no wildcard)
             '"EventsSqsQueueArn"',
@@ -313,8 +315,33 @@ def test_roles_least_privilege() -> None:
     assert by_sid["Dispatch"]["Resource"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     worker = resources["WorkerFunction"]["Properties"]
     assert worker["Role"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]} and "Policies" not in worker
-    # The greeter (a user's handler) gets no access to the runtime's storage.
-    assert "Policies" not in resources["GreeterFunction"]["Properties"]
+    # The greeter (a user's handler) gets no access to the runtime's storage: it may only
+    # invoke the checkpoint function.
+    assert resources["GreeterFunction"]["Properties"]["Policies"] == [
+        {"Ref": "InvokeCheckpointPolicy"}
+    ]
+
+
+def test_handlers_may_invoke_the_checkpoint_function_only() -> None:
+    """The checkpoint channel: the functions running attempts offer the checkpoint function
+    (not themselves), which takes only checkpoint events and writes only to storage; handler
+    roles get lambda:InvokeFunction on it and on nothing else of the runtime."""
+    t = template()
+    resources = t["Resources"]
+    checkpoint = resources["CheckpointFunction"]["Properties"]
+    assert checkpoint["Handler"] == "infra.lambdas.checkpoint_handler"
+    assert checkpoint["Policies"] == [{"Ref": "RuntimeStoragePolicy"}]
+    (statement,) = resources["InvokeCheckpointPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement == {
+        "Effect": "Allow",
+        "Action": "lambda:InvokeFunction",
+        "Resource": {"Fn::GetAtt": ["CheckpointFunction", "Arn"]},
+    }
+    offered = {"Fn::GetAtt": ["CheckpointFunction", "Arn"]}
+    for name in ("IngressFunction", "IngressIamFunction", "IngressJwtFunction", "WorkerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["RESTATE_LAMBDA_CHECKPOINT_URL"] == offered, name
+    assert t["Outputs"]["InvokeCheckpointPolicyArn"]["Value"] == {"Ref": "InvokeCheckpointPolicy"}
 
 
 def test_request_identity_key_is_opt_in_and_read_only_by_callers_of_deployments() -> None:

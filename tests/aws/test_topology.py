@@ -35,7 +35,13 @@ def stack(
     function: str,
     clock: ManualClock,
 ) -> Iterator[Stack]:
-    with aws_stack(dynamodb_endpoint, s3_endpoint, local_lambda.endpoint_url, clock=clock) as s:
+    with aws_stack(
+        dynamodb_endpoint,
+        s3_endpoint,
+        local_lambda.endpoint_url,
+        clock=clock,
+        checkpoints=local_lambda,
+    ) as s:
         s.register(function)
         yield s
 
