@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 
-from backends.api import Check, ConflictError, Put, WriteOp
+from backends.api import Check, ConflictError, Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.commit import Committer
@@ -50,13 +50,15 @@ class Claims:
 
     async def claim(self, inv_id: str) -> Claimed | Retry | None:
         """Claim ``inv_id`` if it can run now (None: it cannot, or someone else runs it)."""
-        loaded, _items = await self._store.partition(inv_id)
+        loaded, items = await self._store.partition(inv_id)
         if loaded is None:
+            await self._drop_notes(inv_id, items, None)
             return None
         inv = loaded.invocation
         now = self._clock.now_ms()
         status = inv.status
         if status == rec.Status.COMPLETED:
+            await self._drop_notes(inv_id, items, loaded.version)
             return None
         due_now = status == rec.Status.SCHEDULED and (inv.scheduled_ms or 0) <= now
         if due_now and inv.key and inv.handler_kind == "exclusive":
@@ -110,6 +112,23 @@ class Claims:
         except ConflictError:
             return Retry.AGAIN
         return Claimed(inv, loaded.version + 1, loaded.entries)
+
+    async def _drop_notes(self, inv_id: str, items: list[Item], version: int | None) -> None:
+        """Delete notifications that reached an invocation that completed (or was purged):
+        nothing will ever take them, and left due they would bring the sweeper back to them on
+        every pass. They arrive there when a delivery is applied again after a crash (its
+        outbox item outlived the effect) or when a call's result outlives a killed caller."""
+        notes = [i for i in items if i.sk.startswith(keys.NOTIFY_PREFIX)]
+        if not notes:
+            return
+        pk = keys.inv(inv_id)
+        ops: list[WriteOp] = [Check(pk, keys.META, expect=version or 0)]
+        ops += [Delete(i.pk, i.sk, expect=i.version) for i in notes]
+        try:
+            await self._committer.write(ops)
+        except ConflictError:
+            pass  # changed meanwhile: the next look sees the new state
+        log.info("invocation %s is over: dropped %d notification(s)", inv_id, len(notes))
 
     async def _defer_notes(self, loaded: Loaded, now: int, held: bool) -> None:
         """The invocation cannot run now: push due notifications to when it might (the lease

@@ -433,3 +433,25 @@ async def test_a_restarting_engine_leaves_other_engines_attempts_alone(tmp_path:
         assert found is not None
         assert found.inv.status == rec.Status.RUNNING
         assert found.inv.lease_owner == "node_elsewhere"
+
+
+@pytest.mark.parametrize("purged", [False, True], ids=["completed", "purged"])
+async def test_a_notification_that_reaches_an_invocation_that_is_over_is_dropped(
+    purged: bool,
+) -> None:
+    """A delivery applied again after a crash (its outbox item outlived the effect) can leave a
+    notification, due now, in the partition of an invocation that already completed: nothing
+    would ever take it, and the sweeper came back to it on every pass. It is deleted."""
+    rt = Runtime(MemoryBackend())
+    await rt.start()
+    done = await rt.engine.send(req("FGreeter", "greet", "x"))
+    await rt.settle()
+    assert (await rt.inv(done.invocation_id)).status == rec.Status.COMPLETED
+    pk = keys.inv(done.invocation_id)
+    if purged:
+        await rt.engine.manage_invocation(done.invocation_id, "purge")
+    late = rec.encode(rec.PendingNotification(rt.clock.now_ms(), 0x800D, b"late"))
+    await rt.backend.write([Put(pk, keys.completion_notification(9), late, due_ms=0)])
+    await rt.advance(1)
+    assert await rt.backend.get(pk, keys.completion_notification(9)) is None
+    assert [] == [i for i in await rt.backend.due(rt.clock.now_ms() + 60_000, 10) if i.pk == pk]
