@@ -99,5 +99,5 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> Tracing | No
             "(pip install 'restate-lambda[otel]'); no traces"
         )
         return None
-    _active = Tracing(default_provider())
+    _active = Tracing(default_provider(environ))
     return _active

@@ -250,12 +250,12 @@ def _outcome(span: Span, inv: rec.Invocation) -> None:
 # -- the provider --------------------------------------------------------------------------
 
 
-def default_provider() -> Any:
+def default_provider(environ: Mapping[str, str] | None = None) -> Any:
     """The global tracer provider if the application installed one, else :func:`env_provider`."""
     installed = trace.get_tracer_provider()
     if not isinstance(installed, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return installed
-    return env_provider()
+    return env_provider(environ)
 
 
 def env_provider(environ: Mapping[str, str] | None = None) -> Any:

@@ -217,6 +217,20 @@ def test_records_without_a_trace_still_decode() -> None:
     assert inv.trace == rec.decode(rec.encode(inv), rec.Invocation).trace
 
 
+def test_trace_id_in_the_invocation_row() -> None:
+    """``sys_invocation.trace_id`` (shown by ``restate invocations describe``)."""
+    from invoker.introspection.rows import invocation_row
+
+    inv = rec.Invocation(
+        id="inv_1", service="S", handler="h", trace=rec.TraceContext(TRACE_ID, CLIENT_SPAN)
+    )
+    assert TRACE_ID == invocation_row(inv, {})["trace_id"]
+    assert (
+        invocation_row(rec.Invocation(id="inv_1", service="S", handler="h"), {}).get("trace_id")
+        is None
+    )
+
+
 def test_environment_switch() -> None:
     assert not tracing.enabled_by_env({})
     assert tracing.enabled_by_env({"RESTATE_LAMBDA_TRACING": "1"})
@@ -265,3 +279,29 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
         check=True,
     )
     assert "" == out.stdout.strip(), out.stdout
+
+
+def test_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standard variables pick the exporter; ``configure_from_env`` defers to an explicit
+    configuration and stays off when nothing asks for traces."""
+    from invoker.tracing_otel import env_provider
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "x")  # read by the SDK itself
+    console = env_provider()
+    assert isinstance(console, TracerProvider)
+    assert "x" == console.resource.attributes["service.name"]
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    unnamed = env_provider({"OTEL_TRACES_EXPORTER": "none"})
+    assert "restate-lambda" == unnamed.resource.attributes["service.name"]
+    tracing.reset()
+    try:
+        assert tracing.configure_from_env({}) is None
+        assert tracing.current() is None
+        asked = {"RESTATE_LAMBDA_TRACING": "1", "OTEL_TRACES_EXPORTER": "none"}
+        active = tracing.configure_from_env(asked)
+        assert active is not None and active is tracing.current()
+        tracing.configure(enabled=False)
+        assert tracing.configure_from_env(asked) is None
+    finally:
+        tracing.reset()
