@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from invoker import records as rec
+from invoker import tracing
 from invoker.config import EngineConfig
 from invoker.exchange import Reply
 from invoker.ids import invocation_id_bytes
@@ -99,6 +100,8 @@ class Attempts:
         }
         if inv.key is not None:
             headers["x-restate-service-key"] = quote(inv.key, safe="")
+        if (tracer := tracing.current()) is not None:
+            tracer.inject(headers)
         address = dep.arn or dep.uri or ""
         bidi = dep.protocol_mode == "BIDI_STREAM"
         offer = None

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from backends.api import Backend, ConflictError, Put
-from invoker import keys
+from invoker import keys, tracing
 from invoker import records as rec
 from invoker.api import (
     BadRequestError,
@@ -115,6 +115,7 @@ class Engine(Operations):
         self.config = config = config or EngineConfig()
         self.transports = transports = transports or Transports()
         self.node_id = "node_" + secrets.token_hex(6)
+        tracing.configure_from_env()  # traces if the OTEL_ variables ask (off: no import)
         #: With ``run_locally`` False, :meth:`call` still runs the invocation it waits for in
         #: this process (an ingress Lambda answers a blocking call without a queue hop).
         self.inline_calls = True

@@ -12,7 +12,7 @@ import logging
 from typing import Literal
 
 from backends.api import ConflictError, Delete, Item, Put, WriteOp
-from invoker import keys
+from invoker import keys, tracing
 from invoker import records as rec
 from invoker.api import BadRequestError, ConflictingRequestError, EngineError, NotFoundError
 from invoker.commit import Committer
@@ -164,6 +164,8 @@ class Lifecycle:
             ]
         )
         self._waiters.resolve(inv)
+        if (tracer := tracing.current()) is not None:
+            tracer.invocation_ended(inv)
         self._outbox.apply_soon(self._outbox.committed(outbox))
         if running:
             self._dispatch.dispatch(inv.id)  # a streaming attempt here ends at once (see _pause)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from invoker import records as rec
+from invoker import tracing
 from invoker.ids import child_invocation_id, idempotent_invocation_id
 from restate_lambda.protocol.errors import ProtocolError
 from restate_lambda.protocol.messages import MessageType as T
@@ -406,6 +407,8 @@ def _call(
     else:
         child = child_invocation_id(inp.invocation_id, command_index)
     headers = [(h.key, h.value) for h in m.headers]  # type: ignore[attr-defined]
+    if (tracer := tracing.current()) is not None:
+        headers = tracer.call_headers(headers)
     caller = None
     invoke_time = None
     if ty == T.CALL_COMMAND:

@@ -47,6 +47,17 @@ class CallerRef(msgspec.Struct, array_like=True, frozen=True):
     completion_id: int
 
 
+class TraceContext(msgspec.Struct, array_like=True, frozen=True):
+    """An invocation's W3C trace context (:mod:`invoker.tracing`): its trace, the id its span
+    will have (attempt spans are its children), the submitter's span and ``tracestate``."""
+
+    trace_id: str  # 32 hex digits
+    span_id: str  # 16 hex digits
+    flags: int = 1
+    parent_span_id: str | None = None
+    state: str | None = None
+
+
 class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The status record of one invocation (``inv/{id}`` / ``meta``)."""
 
@@ -103,6 +114,8 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: own entry after the notifications returned with it, index after it). A retried request
     #: for the same index is answered from the journal.
     checkpoint: tuple[int, int, int] | None = None
+    #: Set only while tracing is on (:mod:`invoker.tracing`); older records decode without it.
+    trace: TraceContext | None = None
 
 
 def writes_state(inv: Invocation) -> bool:

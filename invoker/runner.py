@@ -9,8 +9,10 @@ lease end and the sweeper resumes it from what is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
+from invoker import tracing
 from invoker.attempt import Attempts, Terminal
 from invoker.bidi import Bidi
 from invoker.claims import Claims, Retry
@@ -28,6 +30,8 @@ _CLAIM_TRIES = 20
 #: After storage failed with an unknown outcome: pauses (seconds, real time) before this engine
 #: looks again, then it leaves the invocation to its lease's end and the sweeper.
 _STORAGE_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
+#: Stands for the attempt span while tracing is off (:mod:`invoker.tracing`).
+_NO_SPAN = contextlib.nullcontext()
 
 
 class Runner:
@@ -98,41 +102,43 @@ class Runner:
         """Run attempts while the invocation can make progress without waiting."""
         try:
             state, state_version = await self._load_state(st)
+            tracer = tracing.current()
             while True:
-                prepared = await self._attempts.prepare(st, state)
-                if isinstance(prepared, AttemptError):
-                    await self._settler.fail(st, prepared)
-                    return
-                if prepared.bidi:
-                    cont = await self._bidi.run(st, prepared, state, state_version)
+                with tracer.attempt(st) if tracer is not None else _NO_SPAN:
+                    prepared = await self._attempts.prepare(st, state)
+                    if isinstance(prepared, AttemptError):
+                        await self._settler.fail(st, prepared)
+                        return
+                    if prepared.bidi:
+                        cont = await self._bidi.run(st, prepared, state, state_version)
+                        if cont is None:
+                            return
+                        state, state_version = cont.state, cont.state_version
+                        continue
+                    self._in_flight[st.inv.id] = st
+                    try:
+                        reply = await self._attempts.exchange(st, prepared)
+                    finally:
+                        self._in_flight.pop(st.inv.id, None)
+                    if isinstance(reply, Terminal):
+                        await self._settler.terminal(st, reply.failure)
+                        return
+                    if isinstance(reply, AttemptError):
+                        await self._settler.fail(st, reply)
+                        return
+                    if self._attempts.journal_moved(st, reply):
+                        # The handler checkpointed: continue from what is stored now.
+                        if not await self._reload(st):
+                            return
+                        state, state_version = await self._load_state(st)
+                    outcome = self._attempts.parse(st, reply, state)
+                    if isinstance(outcome, AttemptError):
+                        await self._settler.fail(st, outcome)
+                        return
+                    cont = await self._settler.settle(st, outcome, state_version)
                     if cont is None:
                         return
                     state, state_version = cont.state, cont.state_version
-                    continue
-                self._in_flight[st.inv.id] = st
-                try:
-                    reply = await self._attempts.exchange(st, prepared)
-                finally:
-                    self._in_flight.pop(st.inv.id, None)
-                if isinstance(reply, Terminal):
-                    await self._settler.terminal(st, reply.failure)
-                    return
-                if isinstance(reply, AttemptError):
-                    await self._settler.fail(st, reply)
-                    return
-                if self._attempts.journal_moved(st, reply):
-                    # The handler checkpointed: continue from what is stored now.
-                    if not await self._reload(st):
-                        return
-                    state, state_version = await self._load_state(st)
-                outcome = self._attempts.parse(st, reply, state)
-                if isinstance(outcome, AttemptError):
-                    await self._settler.fail(st, outcome)
-                    return
-                cont = await self._settler.settle(st, outcome, state_version)
-                if cont is None:
-                    return
-                state, state_version = cont.state, cont.state_version
         except CommitUnknownError:
             raise
         except Exception as exc:

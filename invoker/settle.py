@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from backends.api import ConflictError, Put, ValueTooLargeError, WriteOp
-from invoker import keys
+from invoker import keys, tracing
 from invoker import records as rec
 from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
 from invoker.config import EngineConfig
@@ -376,6 +376,8 @@ class Settler:
             if inv.status == rec.Status.COMPLETED:
                 st.done = True
                 self._waiters.resolve(inv)
+                if (tracer := tracing.current()) is not None:
+                    tracer.invocation_ended(inv)
             elif inv.timers:
                 self._dispatch.due_at(inv.id, min(wake for _cid, wake in inv.timers))
             elif inv.status in (rec.Status.BACKING_OFF,) and inv.next_retry_ms is not None:

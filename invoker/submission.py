@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from backends.api import ConflictError, Put, WriteOp
-from invoker import keys
+from invoker import keys, tracing
 from invoker import records as rec
 from invoker.api import (
     ConflictingRequestError,
@@ -144,6 +144,8 @@ class Submission:
             last_stored_ms=now,
             random_seed=random_seed_of(inv_id),
         )
+        if (tracer := tracing.current()) is not None:
+            inv.trace = tracer.new_context(request.headers)
         entries = [_input_entry(request)]
         pk = keys.inv(inv_id)
         ops: list[WriteOp] = [Put(pk, keys.journal(0), encode_segment(entries))]

@@ -97,6 +97,7 @@ def _common(inv: rec.Invocation) -> Row:
         "invoked_by_id": inv.parent_id if inv.invoked_by == "service" else None,
         "pinned_deployment_id": inv.deployment_id,
         "pinned_service_protocol_version": inv.protocol_version,
+        "trace_id": inv.trace.trace_id if inv.trace is not None else None,
         "journal_size": inv.journal_len if inv.status != rec.Status.INBOXED else None,
         "journal_commands_size": inv.commands_len if inv.status != rec.Status.INBOXED else None,
         "created_at": inv.created_ms,
