@@ -34,7 +34,7 @@ import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -51,7 +51,6 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from invoker import records as rec
-from invoker.ports import Claimed
 
 log = logging.getLogger("restate_lambda.tracing")
 
@@ -67,6 +66,13 @@ _OUTCOMES = {
     rec.Status.BACKING_OFF: "failed",
     rec.Status.PAUSED: "paused",
 }
+
+
+class Attempting(Protocol):
+    """What an attempt span needs of the claimed invocation (:class:`invoker.ports.Claimed`),
+    named structurally so that tracing does not import the engine's ports."""
+
+    inv: rec.Invocation
 
 
 class _PresetIds:
@@ -124,7 +130,7 @@ class Tracing:
     # -- attempts --------------------------------------------------------------------------
 
     @contextmanager
-    def attempt(self, st: Claimed) -> Iterator[Span]:
+    def attempt(self, st: Attempting) -> Iterator[Span]:
         """A span around one attempt of ``st``, current while the attempt runs (so the
         request's headers and the calls it makes carry it); its outcome is read from the
         record once the attempt settled."""
