@@ -297,14 +297,11 @@ class _Attempt:
     async def _absorb(self) -> None:
         """Commit and send what arrived for the invocation (notifications, due sleeps).
 
-        A wake-up may also mean the invocation changed under the attempt (paused, resumed,
-        killed by an admin): then the attempt has lost it and ends at once, rather than
-        holding the invocation's driver until the handler's inactivity timeout."""
+        A wake-up with nothing to commit may mean the invocation changed under the attempt
+        (paused, resumed, killed by an admin): then the attempt has lost it and ends at once,
+        rather than holding the invocation's driver until the handler's inactivity timeout.
+        (With something to commit, the commit's fence finds out.)"""
         st = self.st
-        if st.unsaved is None:
-            current = await self.o._store.invocation(st.inv.id)
-            if current is None or current.version != st.version:
-                raise _Lost()
         items = await self.o._store.backend.query(keys.inv(st.inv.id), keys.NOTIFY_PREFIX)
         loaded = Loaded(st.inv, st.version, st.entries)
         for item in items:
@@ -313,6 +310,10 @@ class _Attempt:
         arrived = take_pending(loaded, self.o._clock.now_ms())
         if arrived.entries or arrived.changed:
             await self._commit(arrived)
+        elif st.unsaved is None:
+            current = await self.o._store.invocation(st.inv.id)
+            if current is None or current.version != st.version:
+                raise _Lost()
 
     async def _commit(self, arrived: Pending) -> None:
         """Checkpoint the pending messages (after ``arrived``) and send their notifications."""
