@@ -52,10 +52,15 @@ def load_partition(items: list[Item]) -> Loaded | None:
         return None
     entries: list[Entry] = []
     loaded = Loaded(decode_invocation(meta.value), meta.version, entries)
+    inv = loaded.invocation
+    # A completed invocation with an empty journal had it purged: segments still there are
+    # garbage left by a crash between the record's write and their deletion.
+    purged = inv.status == rec.Status.COMPLETED and inv.journal_len == 0
     for item in items:
         sk = item.sk
         if sk.startswith(keys.JOURNAL_PREFIX):
-            entries.extend(decode_segment(item.value))
+            if not purged:
+                entries.extend(decode_segment(item.value))
         elif sk.startswith(keys.NOTIFY_PREFIX):
             loaded.pending.append((item, _pending_decoder.decode(item.value)))
         elif sk.startswith(keys.OUTBOX_PREFIX):
