@@ -8,6 +8,7 @@ those effects that could leave the key locked or a caller waiting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Literal
 
@@ -159,7 +160,7 @@ class Lifecycle:
         outbox = self._outbox.item(inv.id, found.version + 1, effects)
         await self._committer.write(
             [
-                Put(pk, keys.META, rec.encode(inv), expect=found.version, due_ms=inv.expires_ms),
+                Put(pk, keys.META, rec.encode(inv), expect=found.version, due_ms=rec.due_of(inv)),
                 outbox,
             ]
         )
@@ -236,14 +237,16 @@ class Lifecycle:
     async def purge_journal(self, found: Versioned) -> None:
         """Delete a completed invocation's journal, keeping its record and output (Restate's
         ``purge-journal``; idempotent). The record goes first (``journal_len`` 0 marks the
-        journal gone), the segments are then garbage: a crash in between leaves garbage that
-        the next purge-journal or the final purge deletes."""
+        journal gone, and the record is due next at its own expiry), the segments are then
+        garbage: a crash in between leaves garbage that the next purge-journal or the final
+        purge deletes."""
         inv = found.inv
         if inv.status != rec.Status.COMPLETED:
             raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
-        if inv.journal_len or inv.commands_len:
+        if inv.journal_len or inv.commands_len or inv.journal_expires_ms is not None:
             inv.journal_len = 0
             inv.commands_len = 0
+            inv.journal_expires_ms = None
             inv.modified_ms = self._clock.now_ms()
             await self._committer.write(
                 [
@@ -292,23 +295,33 @@ class Lifecycle:
         return True
 
     async def purge_if_expired(self, inv_id: str) -> None:
-        """Purge ``inv_id`` if it completed and its retention has ended (the sweeper's job)."""
+        """Purge ``inv_id`` if it completed and its retention has ended (the sweeper's job);
+        only its journal if just the journal's retention has ended. Both wait while effects
+        of it are pending (killing its children reads its journal)."""
         loaded, items = await self._store.partition(inv_id)
         if loaded is None:
             return
         inv = loaded.invocation
         now = self._clock.now_ms()
-        if inv.status != rec.Status.COMPLETED or inv.expires_ms is None or inv.expires_ms > now:
+        if inv.status != rec.Status.COMPLETED or inv.expires_ms is None:
             return
-        if not await self.purge_items(inv, items):
-            # Effects still pending: look again after they had time to apply.
-            meta = next(i for i in items if i.sk == keys.META)
-            try:
-                await self._committer.write(
-                    [Put(meta.pk, meta.sk, meta.value, expect=meta.version, due_ms=now + 60_000)]
-                )
-            except ConflictError:
-                pass
+        if inv.expires_ms > now:
+            if inv.journal_expires_ms is None or inv.journal_expires_ms > now:
+                return
+            if not loaded.outbox:
+                # One fenced write drops the journal and makes the record due at its expiry; a
+                # conflict means it changed meanwhile, and its new write set its due.
+                with contextlib.suppress(ConflictError):
+                    await self.purge_journal(Versioned(inv, loaded.version))
+                return
+        elif await self.purge_items(inv, items):
+            return
+        # Effects still pending: look again after they had time to apply.
+        meta = next(i for i in items if i.sk == keys.META)
+        with contextlib.suppress(ConflictError):
+            await self._committer.write(
+                [Put(meta.pk, meta.sk, meta.value, expect=meta.version, due_ms=now + 60_000)]
+            )
 
 
 def _already_completed(inv: rec.Invocation) -> ConflictingRequestError:

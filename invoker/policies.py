@@ -47,13 +47,19 @@ class Policies:
         return int(self.attempt_timeout_s(inv) * 1000) + self._config.lease_margin_ms
 
     def retention_ms(self, inv: rec.Invocation) -> int:
-        """How long a completed invocation stays attachable."""
+        """How long a completed invocation's record (its outcome) stays attachable: workflow
+        retention for a workflow run, idempotency retention for an idempotent invocation,
+        otherwise its journal retention."""
         if inv.handler_kind == "workflow":
             wf = self._pick(inv, "workflow_retention_ms")
             return wf if wf is not None else self._config.workflow_retention_ms
         idem = self._pick(inv, "idempotency_retention_ms")
         if inv.idempotency_key and idem is not None:
             return idem
+        return self.journal_retention_ms(inv)
+
+    def journal_retention_ms(self, inv: rec.Invocation) -> int:
+        """How long a completed invocation's journal is kept (never longer than its record)."""
         journal = self._pick(inv, "journal_retention_ms")
         return journal if journal is not None else self._config.journal_retention_ms
 
@@ -75,12 +81,20 @@ class Policies:
         return h.output_content_type
 
     def mark_completed(self, inv: rec.Invocation, result: rec.Result, now: int) -> None:
-        """Turn ``inv`` into a completed record with ``result``, kept for its retention."""
+        """Turn ``inv`` into a completed record with ``result``, kept for its retention.
+
+        The journal goes at the record's expiry too, unless its own retention is shorter: then
+        ``journal_expires_ms`` makes the record due earlier, and the sweeper deletes only the
+        journal then (:meth:`invoker.lifecycle.Lifecycle.purge_if_expired`)."""
         inv.status = rec.Status.COMPLETED
         inv.result = result
         inv.completed_ms = now
         inv.modified_ms = now
-        inv.expires_ms = now + self.retention_ms(inv)
+        record_ms = self.retention_ms(inv)
+        journal_ms = self.journal_retention_ms(inv)
+        inv.expires_ms = now + record_ms
+        inv.journal_retention_ms = min(journal_ms, record_ms)
+        inv.journal_expires_ms = now + journal_ms if journal_ms < record_ms else None
         inv.lease_owner = None
         inv.lease_until_ms = None
         inv.attempt_token = None

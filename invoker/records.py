@@ -116,6 +116,10 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     checkpoint: tuple[int, int, int] | None = None
     #: Set only while tracing is on (:mod:`invoker.tracing`); older records decode without it.
     trace: TraceContext | None = None
+    #: When a completed invocation's journal is deleted ahead of its record (its journal
+    #: retention is shorter than its idempotency or workflow retention); None once it is gone,
+    #: or when it goes with the record at ``expires_ms``. Older records decode without it.
+    journal_expires_ms: int | None = None
 
 
 def writes_state(inv: Invocation) -> bool:
@@ -138,6 +142,8 @@ def due_of(inv: Invocation) -> int | None:
     if status == Status.READY:
         return inv.modified_ms
     if status == Status.COMPLETED:
+        if inv.journal_expires_ms is not None and inv.expires_ms is not None:
+            return min(inv.journal_expires_ms, inv.expires_ms)
         return inv.expires_ms
     return None  # queued behind a lock, or paused
 

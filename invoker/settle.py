@@ -172,11 +172,15 @@ class Settler:
             batch.effects.append(rec.Effect("notify"))
         # Completed in the commit that created it, with nothing left to apply: everything it
         # has is in this batch, so a store with item expiry (DynamoDB TTL) can drop it at
-        # retention's end for free; otherwise the sweeper purges it then.
+        # retention's end for free; otherwise the sweeper purges it then (and its journal
+        # first, at the journal's own expiry, when that is earlier).
         store_expiry = (
-            self._committer.backend.supports_expiry and st.unsaved is not None and not batch.effects
+            self._committer.backend.supports_expiry
+            and st.unsaved is not None
+            and not batch.effects
+            and inv.journal_expires_ms is None
         )
-        due = None if store_expiry else inv.expires_ms
+        due = None if store_expiry else rec.due_of(inv)
         holds_lock = inv.key is not None and inv.handler_kind == "exclusive"
         if not holds_lock:
             await self._commit(st, batch, due, expires_ms=inv.expires_ms if store_expiry else None)
