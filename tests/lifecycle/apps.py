@@ -127,4 +127,14 @@ async def keep(ctx: restate.Context) -> str:
     return "kept"
 
 
-official_app = restate.app(services=[owaiter, osignaller, flaky, retention])
+long_journal = restate.Service(
+    "LongJournal", journal_retention=timedelta(hours=3), idempotency_retention=timedelta(hours=1)
+)
+
+
+@long_journal.handler()
+async def keep_long(ctx: restate.Context) -> str:
+    return "kept"
+
+
+official_app = restate.app(services=[owaiter, osignaller, flaky, retention, long_journal])

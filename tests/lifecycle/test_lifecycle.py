@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from backends.api import ConflictError
 from backends.memory import MemoryBackend
 from infra.testing import TestEnvironment, running_environment
+from invoker import keys
 from invoker.api import BadRequestError, ConflictingRequestError, GoneError, NotFoundError
 from restate_lambda.testing import InvocationFailed
 from tests.lifecycle import apps
@@ -172,3 +175,84 @@ async def test_per_handler_idempotency_retention(env: TestEnvironment) -> None:
     await env.advance(timedelta(minutes=2))
     with pytest.raises(NotFoundError):
         await env.engine.output(inv)
+
+
+def _hours(n: float) -> int:
+    return int(n * 3_600_000)
+
+
+async def _items(env: TestEnvironment, inv: str) -> list[str]:
+    return [i.sk for i in await env.backend.query(keys.inv(inv))]
+
+
+async def test_journal_retention_shorter_than_idempotency_retention(env: TestEnvironment) -> None:
+    """``Retained`` keeps the journal 1 hour and the idempotent outcome 2 hours: the journal
+    goes first, the result still answers and dedups, then everything goes."""
+    inv = await env.send("Retained", "keep", idempotency_key="k")
+    assert await env.result(inv) == "kept"
+    row = await env.describe(inv)
+    completed = row["completed_at"]
+    assert row["completion_retention_expires_at"] == completed + _hours(2)
+    assert len(await env.journal(inv)) >= 2
+    await env.advance(timedelta(minutes=59))
+    assert len(await env.journal(inv)) >= 2
+    await env.advance(timedelta(minutes=2))
+    assert await env.journal(inv) == []
+    assert not [sk for sk in await _items(env, inv) if sk.startswith(keys.JOURNAL_PREFIX)]
+    row = await env.describe(inv)
+    assert row["journal_size"] == 0
+    assert row["completion_retention_expires_at"] == completed + _hours(2)
+    assert (await env.engine.output(inv)).value == b'"kept"'
+    assert await env.send("Retained", "keep", idempotency_key="k") == inv  # still dedups
+    await env.advance(timedelta(minutes=60))
+    assert await _items(env, inv) == []
+    with pytest.raises(NotFoundError):
+        await env.engine.output(inv)
+
+
+async def test_journal_retention_longer_than_idempotency_retention(env: TestEnvironment) -> None:
+    """The journal never outlives the record: both go at the idempotency retention's end."""
+    inv = await env.send("LongJournal", "keep_long", idempotency_key="k")
+    assert await env.result(inv) == "kept"
+    row = await env.describe(inv)
+    assert row["completion_retention_expires_at"] == row["completed_at"] + _hours(1)
+    await env.advance(timedelta(minutes=59))
+    assert len(await env.journal(inv)) >= 2
+    assert await env.result(inv) == "kept"
+    await env.advance(timedelta(minutes=2))
+    assert await _items(env, inv) == []
+
+
+async def test_journal_purge_interrupted_leaves_nothing_stuck(env: TestEnvironment) -> None:
+    """A crash after the record's write but before the segments' deletion leaves garbage that
+    nothing reads and the final purge deletes; a conflict on the record retries."""
+    committer = env.engine.lifecycle._committer
+    real_write, real_delete = committer.write, committer.delete_garbage
+    faults = {"write": 1, "delete": 1}
+
+    async def write(ops: Any) -> None:
+        if faults["write"]:
+            faults["write"] -= 1
+            raise ConflictError("injected")
+        await real_write(ops)
+
+    async def delete_garbage(keys_: Any) -> None:
+        if faults["delete"]:
+            faults["delete"] -= 1
+            raise RuntimeError("crashed")
+        await real_delete(keys_)
+
+    inv = await env.send("Retained", "keep", idempotency_key="k")
+    assert await env.result(inv) == "kept"
+    committer.write, committer.delete_garbage = write, delete_garbage  # type: ignore[method-assign]
+    await env.advance(timedelta(minutes=61))
+    assert faults == {"write": 0, "delete": 0}
+    # The segments are still stored, but the journal reads as gone.
+    assert [sk for sk in await _items(env, inv) if sk.startswith(keys.JOURNAL_PREFIX)]
+    assert await env.journal(inv) == []
+    assert (await env.describe(inv))["journal_size"] == 0
+    with pytest.raises(GoneError):
+        await env.engine.restart_as_new(inv)
+    assert await env.result(inv) == "kept"
+    await env.advance(timedelta(minutes=60))
+    assert await _items(env, inv) == []
