@@ -53,9 +53,9 @@ class Policies:
         if inv.handler_kind == "workflow":
             wf = self._pick(inv, "workflow_retention_ms")
             return wf if wf is not None else self._config.workflow_retention_ms
-        idem = self._pick(inv, "idempotency_retention_ms")
-        if inv.idempotency_key and idem is not None:
-            return idem
+        if inv.idempotency_key:
+            idem = self._pick(inv, "idempotency_retention_ms")
+            return idem if idem is not None else self._config.idempotency_retention_ms
         return self.journal_retention_ms(inv)
 
     def journal_retention_ms(self, inv: rec.Invocation) -> int:

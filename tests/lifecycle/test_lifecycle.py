@@ -256,3 +256,18 @@ async def test_journal_purge_interrupted_leaves_nothing_stuck(env: TestEnvironme
     assert await env.result(inv) == "kept"
     await env.advance(timedelta(minutes=60))
     assert await _items(env, inv) == []
+
+
+async def test_engine_idempotency_retention_applies_without_a_handler_setting() -> None:
+    """An idempotent invocation of a handler that sets no idempotency retention keeps its
+    outcome for the engine's ``idempotency_retention_ms`` (it used the journal's)."""
+    from invoker.config import EngineConfig
+
+    config = EngineConfig(idempotency_retention_ms=_hours(3), journal_retention_ms=_hours(1))
+    async with running_environment(MemoryBackend(), config) as environment:
+        await environment.mount("ours", apps.ours_app)
+        inv = await environment.send("Waiter", "wait", idempotency_key="k")
+        await environment.settle()
+        await environment.manage(inv, "kill")
+        row = await environment.describe(inv)
+        assert row["completion_retention_expires_at"] == row["completed_at"] + _hours(3)
