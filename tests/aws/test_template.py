@@ -120,9 +120,13 @@ def test_sam_translation() -> None:
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # The event sources of subscriptions: one optional mapping each, partial batch responses.
     optional = {m["Condition"]: m["Properties"] for m in mappings if "Condition" in m}
-    assert set(optional) == {"EventsFromSqs", "EventsFromKinesis", "EventsFromDynamoDb"}
-    for props in optional.values():
-        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    msk = {"EventsFromMsk", "EventsFromMskTopic2", "EventsFromMskTopic3"}
+    assert set(optional) == {"EventsFromSqs", "EventsFromKinesis", "EventsFromDynamoDb", *msk}
+    for condition, props in optional.items():
+        if condition in msk:  # Kafka batches are retried whole (see test_msk_mappings)
+            assert "FunctionResponseTypes" not in props, condition
+        else:
+            assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (rule,) = by_type["AWS::Events::Rule"]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     (url,) = by_type["AWS::Lambda::Url"]
@@ -143,6 +147,7 @@ def test_sam_translation() -> None:
     }
     assert '"security": [{"OidcAuthorizer": []}]' in json.dumps(body["paths"])
     _assert_least_privilege(resources)
+    _assert_msk_only_with_a_cluster(json.loads(done.stdout))
     assert "Custom::RestateDeployment" in by_type
     assert "AWS::Lambda::Alias" in by_type  # the greeter publishes versions
 
@@ -223,11 +228,30 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+#: The one exception to "no ``*`` resource": EC2 Describe* calls have no resource-level
+#: permissions (IAM takes them on ``*`` only), and Lambda's MSK pollers need these to find the
+#: cluster's subnets and security groups (as ``AWSLambdaMSKExecutionRole`` grants them). A
+#: statement with a ``*`` resource must hold these actions and nothing else.
+_DESCRIBE_ONLY_ACTIONS = frozenset(
+    {
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeVpcs",
+    }
+)
+
+
 def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
-    """No wildcard action; every resource names one of our resources (never ``*``)."""
+    """No wildcard action; every resource names one of our resources (never ``*``, but for
+    :data:`_DESCRIBE_ONLY_ACTIONS`)."""
     assert statement["Effect"] == "Allow", where
     for action in _as_list(statement["Action"]):
         assert "*" not in action, f"{where}: wildcard action {action}"
+    if statement["Resource"] == "*":
+        actions = set(_as_list(statement["Action"]))
+        assert actions <= _DESCRIBE_ONLY_ACTIONS, f"{where}: resource * for {actions}"
+        return
     for resource in _as_list(statement["Resource"]):
         text = json.dumps(resource)
         assert resource != "*", f"{where}: resource *"
@@ -242,6 +266,11 @@ def _assert_statement_scoped(where: str, statement: dict[str, Any]) -> None:
             '"EventsSqsQueueArn"',
             '"EventsKinesisStreamArn"',
             '"EventsDynamoDbStreamArn"',
+            '"MskClusterArn"',  # the cluster, and its topics and groups made of its ARN
+            # the network interfaces of Lambda's MSK pollers, in this account and region
+            ":${AWS::AccountId}:network-interface/*",
+            ":${AWS::AccountId}:subnet/*",
+            ":${AWS::AccountId}:security-group/*",
         )
         assert any(name in text for name in ours), (
             f"{where}: resource {text} is not the table, the bucket, the queue, a function or "
@@ -391,3 +420,198 @@ def test_request_identity_key_is_opt_in_and_read_only_by_callers_of_deployments(
     assert {"Ref": "InvokeHandlersPolicy"} in worker_role
     for name in callers - {"WorkerFunction"}:
         assert {"Ref": "InvokeHandlersPolicy"} in resources[name]["Properties"]["Policies"]
+
+
+# --------------------------------------------------------------------------- MSK (Kafka)
+
+_NO_VALUE = object()
+_PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "stack",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+CLUSTER = "arn:aws:kafka:us-east-1:123456789012:cluster/orders-cluster/0a1b2c3d-4e5f-1-1"
+
+
+def deployed(tpl: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """The resources of (raw or translated) ``tpl`` as CloudFormation would create them with
+    the parameter ``overrides`` (defaults otherwise): conditions evaluated, resources of false
+    conditions dropped, ``Fn::If`` / ``AWS::NoValue`` resolved, parameters and pseudo
+    parameters substituted (references to resources stay as they are)."""
+    params: dict[str, Any] = {n: s.get("Default") for n, s in tpl.get("Parameters", {}).items()}
+    params.update(overrides)
+    for name, spec in tpl.get("Parameters", {}).items():
+        if spec["Type"] == "CommaDelimitedList" and isinstance(params[name], str):
+            params[name] = params[name].split(",")
+    values = {**_PSEUDO, **params}
+    known: dict[str, bool] = {}
+
+    def condition(name: str) -> bool:
+        if name not in known:
+            known[name] = bool(resolve(tpl["Conditions"][name]))
+        return known[name]
+
+    def sub(text: str, variables: dict[str, Any]) -> Any:
+        for name, value in {**values, **variables}.items():
+            if isinstance(value, str):
+                text = text.replace("${" + name + "}", value)
+        return text if "${" not in text else {"Fn::Sub": text}
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [r for r in (resolve(n) for n in node) if r is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((fn, arg),) = node.items()
+            if fn == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                return values.get(arg, node)
+            if fn in ("Condition", "Fn::Condition") and isinstance(arg, str):
+                return condition(arg)
+            if fn == "Fn::If":
+                name, then, otherwise = arg
+                return resolve(then if condition(name) else otherwise)
+            if fn == "Fn::Equals":
+                a, b = resolve(arg)
+                return a == b
+            if fn == "Fn::Not":
+                return not resolve(arg)[0]
+            if fn == "Fn::And":
+                return all(resolve(arg))
+            if fn == "Fn::Or":
+                return any(resolve(arg))
+            if fn == "Fn::Join":
+                sep, items = resolve(arg)
+                if all(isinstance(i, str) for i in items):
+                    return sep.join(items)
+                return {fn: [sep, items]}
+            if fn == "Fn::Split":
+                sep, text = resolve(arg)
+                return text.split(sep)
+            if fn == "Fn::Select":
+                index, items = resolve(arg)
+                return items[int(index)]
+            if fn == "Fn::Sub":
+                return sub(arg, {}) if isinstance(arg, str) else sub(arg[0], resolve(arg[1]))
+        return {k: v for k, v in ((k, resolve(v)) for k, v in node.items()) if v is not _NO_VALUE}
+
+    return {
+        name: resolve({k: v for k, v in r.items() if k != "Condition"})
+        for name, r in tpl["Resources"].items()
+        if "Condition" not in r or condition(r["Condition"])
+    }
+
+
+def _msk_statements(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    document = resources["EventSourcesPolicy"]["Properties"]["PolicyDocument"]
+    return {s["Sid"]: s for s in document["Statement"] if s.get("Sid", "").startswith("Msk")}
+
+
+def _assert_msk_only_with_a_cluster(tpl: dict[str, Any]) -> None:
+    """Without MskClusterArn nothing of MSK exists (nor the events function, with no other
+    source); with it, one mapping per topic and the events function's role may reach that
+    cluster, those topics and those consumer groups, and nothing else of Kafka."""
+    off = deployed(tpl)
+    assert "EventsFunction" not in off and "EventSourcesPolicy" not in off
+    text = json.dumps(off)
+    assert "kafka" not in text and "ec2:" not in text and not any("Msk" in n for n in off)
+    other = deployed(tpl, EventsSqsQueueArn="arn:aws:sqs:us-east-1:123456789012:q")
+    assert "kafka" not in json.dumps(other) and "ec2:" not in json.dumps(other)
+    assert not any("Msk" in n for n in other) and "EventsFunction" in other
+
+    on = deployed(tpl, MskClusterArn=CLUSTER, MskTopics="orders,payments")
+    assert "EventsFunction" in on
+    mappings = {n: r["Properties"] for n, r in on.items() if n.startswith("MskEvents")}
+    assert set(mappings) == {"MskEvents", "MskEvents2"}  # MskEvents3: no third topic
+    for name, topic in (("MskEvents", "orders"), ("MskEvents2", "payments")):
+        props = mappings[name]
+        assert props["EventSourceArn"] == CLUSTER
+        assert props["Topics"] == [topic]
+        assert props["FunctionName"] == {"Ref": "EventsFunction"}
+        assert props["StartingPosition"] == "TRIM_HORIZON"
+        group = props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+        assert group == f"stack-events-{topic}"
+        # Kafka batches with failures are retried whole: no partial batch response, no bisect
+        assert "FunctionResponseTypes" not in props and "BisectBatchOnFunctionError" not in props
+    base = "arn:aws:kafka:us-east-1:123456789012"
+    path = "orders-cluster/0a1b2c3d-4e5f-1-1"
+    by_sid = _msk_statements(on)
+    assert set(by_sid) == {
+        "MskCluster",
+        "MskTopics",
+        "MskConsumerGroups",
+        "MskNetworkInterfaces",
+        "MskNetworkDescribe",
+    }
+    assert by_sid["MskCluster"]["Resource"] == CLUSTER
+    assert set(by_sid["MskCluster"]["Action"]) == {
+        "kafka:DescribeCluster",
+        "kafka:DescribeClusterV2",
+        "kafka:GetBootstrapBrokers",
+        "kafka-cluster:Connect",
+        "kafka-cluster:DescribeClusterDynamicConfiguration",
+    }
+    assert by_sid["MskTopics"]["Resource"] == [
+        f"{base}:topic/{path}/orders",
+        f"{base}:topic/{path}/payments",
+    ]
+    assert set(by_sid["MskTopics"]["Action"]) == {
+        "kafka-cluster:DescribeTopic",
+        "kafka-cluster:ReadData",
+    }
+    assert by_sid["MskConsumerGroups"]["Resource"] == [
+        f"{base}:group/{path}/stack-events-orders",
+        f"{base}:group/{path}/stack-events-payments",
+    ]
+    assert set(by_sid["MskConsumerGroups"]["Action"]) == {
+        "kafka-cluster:DescribeGroup",
+        "kafka-cluster:AlterGroup",
+    }
+    assert by_sid["MskNetworkInterfaces"]["Resource"] == [
+        f"arn:aws:ec2:us-east-1:123456789012:{kind}/*"
+        for kind in ("network-interface", "subnet", "security-group")
+    ]
+    assert by_sid["MskNetworkDescribe"]["Resource"] == "*"
+    assert set(by_sid["MskNetworkDescribe"]["Action"]) <= _DESCRIBE_ONLY_ACTIONS
+    # kafka actions only in the MSK statements, each on the cluster or what its ARN names
+    for statement in on["EventSourcesPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        if "kafka" in json.dumps(statement["Action"]):
+            assert statement.get("Sid") in by_sid
+            for resource in _as_list(statement["Resource"]):
+                assert resource == CLUSTER or resource.startswith(f"{base}:"), resource
+                assert resource == CLUSTER or f"/{path}/" in resource, resource
+
+    one = deployed(
+        tpl,
+        MskClusterArn=CLUSTER,
+        MskTopics="orders",
+        MskConsumerGroupId="billing",
+        MskStartingPosition="LATEST",
+    )
+    assert [n for n in one if n.startswith("MskEvents")] == ["MskEvents"]
+    props = one["MskEvents"]["Properties"]
+    assert props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] == "billing-orders"
+    assert props["StartingPosition"] == "LATEST"
+    assert _msk_statements(one)["MskConsumerGroups"]["Resource"] == [
+        f"{base}:group/{path}/billing-orders"
+    ]
+    three = deployed(tpl, MskClusterArn=CLUSTER, MskTopics="a,b,c")
+    topics = [three[n]["Properties"]["Topics"] for n in ("MskEvents", "MskEvents2", "MskEvents3")]
+    assert topics == [["a"], ["b"], ["c"]]
+
+
+def test_msk_mappings() -> None:
+    """Amazon MSK feeds kafka:// subscriptions only when MskClusterArn names a cluster."""
+    t = template()
+    for name in ("MskClusterArn", "MskTopics", "MskConsumerGroupId"):
+        assert t["Parameters"][name]["Default"] == "", name
+    assert t["Parameters"]["MskTopics"]["Type"] == "CommaDelimitedList"
+    assert "MskNeedsTopics" in t["Rules"]
+    for name, resource in t["Resources"].items():
+        if "Msk" in name:
+            assert resource["Condition"].startswith("EventsFromMsk"), name
+    _assert_msk_only_with_a_cluster(t)
