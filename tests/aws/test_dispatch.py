@@ -14,6 +14,7 @@ import pytest
 from infra.local_lambda import LocalLambda
 from invoker.api import InvokeRequest, Target
 from invoker.dispatch import WorkMessage, delay_seconds, schedule_upcoming
+from restate_lambda.clock import SystemClock
 from tests.aws import handlers
 from tests.aws.fake_queue import Topology, record, topology
 
@@ -85,13 +86,19 @@ async def test_reordered_deliveries(topo: Topology) -> None:
 
 
 async def test_sleep_and_awakeable_wake_through_delayed_messages(topo: Topology) -> None:
+    # The handler (official SDK) computes its wake-up time from wall time, the engine compares
+    # it with the manual clock: bound it by wall time around the call, and later advance the
+    # manual clock to it, so a slow machine (seconds between the two) changes nothing.
+    before = SystemClock().now_ms()
     sent = await topo.send(req("Flow", "run", 2, key="wf1"))
     await topo.pump()
+    after = SystemClock().now_ms()
     inv_id = sent.invocation_id
     assert (await topo.ingress.describe_invocation(inv_id))["status"] == "suspended"
     (wake,) = topo.queue.pending()
     assert wake.inv_id == inv_id and wake.due_ms is not None
-    assert 0 < wake.due_ms - topo.clock.now_ms() <= 3_000
+    assert before + 2_000 <= wake.due_ms <= after + 2_000
+    assert wake.due_ms > topo.clock.now_ms()
 
     # delivered early (clock skew): nothing fires, the message comes back later
     early = topo.queue.messages.pop()
@@ -99,7 +106,7 @@ async def test_sleep_and_awakeable_wake_through_delayed_messages(topo: Topology)
     assert (await topo.ingress.describe_invocation(inv_id))["status"] == "suspended"
     assert [m.due_ms for m in topo.queue.pending()] == [wake.due_ms]
 
-    topo.clock.advance(3_000)
+    topo.clock.advance(wake.due_ms - topo.clock.now_ms() + 1_000)  # SQS delays: whole seconds
     await topo.pump()
     state = await topo.ingress.get_state("Flow", "wf1")
     awakeable_id = json.loads(state["awakeable"])
@@ -136,10 +143,11 @@ async def test_far_timers_wait_in_the_store_for_the_sweeper(topo: Topology) -> N
     assert topo.queue.pending() == []  # an hour away: nothing in the queue, nothing to pay
     assert await upcoming(topo) == 0
     topo.clock.advance(3600_000 - 30_000)
-    assert await upcoming(topo) == 1  # the sweeper's look-ahead
+    assert await upcoming(topo) == 1  # the sweeper's look-ahead (70 s)
     (wake,) = topo.queue.pending()
-    assert wake.inv_id == sent.invocation_id
-    topo.clock.advance(31_000)
+    assert wake.inv_id == sent.invocation_id and wake.due_ms is not None
+    # the wake-up time is the handler's wall time + 1 h: advance the manual clock to it
+    topo.clock.advance(max(0, wake.due_ms - topo.clock.now_ms()) + 1_000)
     await topo.pump()
     state = await topo.ingress.get_state("Flow", "far")
     assert "awakeable" in state
@@ -147,7 +155,8 @@ async def test_far_timers_wait_in_the_store_for_the_sweeper(topo: Topology) -> N
     # without the look-ahead message the sweeper's tick fires it too (a second, idempotently)
     sent2 = await topo.send(req("Flow", "run", 3600, key="far2"))
     await topo.pump()
-    topo.clock.advance(3601_000)
+    due = SystemClock().now_ms() + 3600_000  # at or after the handler's wall time + 1 h
+    topo.clock.advance(max(3601_000, due - topo.clock.now_ms()))
     await topo.ingress.tick()
     await topo.ingress.drain()
     await topo.pump()
