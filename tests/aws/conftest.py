@@ -9,10 +9,18 @@ from typing import Any
 import pytest
 
 from infra.local_lambda import LocalLambda, restate_lambda_handler, restate_sdk_handler
+from restate_lambda.clock import ManualClock, SystemClock
 from tests.aws import handlers
 from tests.support.aws import aws_test_env, dynamodb_endpoint, s3_endpoint
 
 __all__ = ["dynamodb_endpoint", "s3_endpoint"]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The topology's manual clock, started at wall time: handlers compute sleep wake-up
+    times from their own wall clock."""
+    return ManualClock(SystemClock().now_ms())
 
 
 def _broken() -> Any:

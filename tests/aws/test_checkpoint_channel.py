@@ -19,7 +19,7 @@ from infra.aws_runtime import AwsRuntime
 from infra.local_lambda import LambdaHandler, LocalLambda, restate_lambda_handler
 from restate_lambda.checkpoint import CheckpointError, CheckpointFencedError
 from restate_lambda.checkpoint_lambda import LambdaCheckpointer
-from restate_lambda.clock import ManualClock, SystemClock
+from restate_lambda.clock import ManualClock
 from tests.aws.stack import Stack, aws_stack, body_json
 
 #: (handler key, step) -> executions of the step's body
@@ -86,11 +86,6 @@ def ckpt_function(local_lambda: LocalLambda) -> Iterator[str]:
     arn = local_lambda.add_function("ckpt-ours", _function)
     yield arn
     local_lambda.remove_function("ckpt-ours")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(SystemClock().now_ms())
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ from tests.support.aws import REGION, TEST_BUCKET
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    # handlers compute sleep wake-up times from their own wall clock: start the manual one there
-    return ManualClock(SystemClock().now_ms())
-
-
-@pytest.fixture
 def stack(
     dynamodb_endpoint: str,
     s3_endpoint: str,
