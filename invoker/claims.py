@@ -127,7 +127,7 @@ class Claims:
         try:
             await self._committer.write(ops)
         except ConflictError:
-            pass  # changed meanwhile: the next look sees the new state
+            return  # changed meanwhile: the next look sees the new state
         log.info("invocation %s is over: dropped %d notification(s)", inv_id, len(notes))
 
     async def _defer_notes(self, loaded: Loaded, now: int, held: bool) -> None:
