@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from backends.api import BackendError, BackendUnavailableError, ConflictError, Item, Put
-from backends.sqlite import SCHEMA_VERSION, SqliteBackend
+from backends.sqlite import CHECKPOINT_EVERY_COMMITS, SCHEMA_VERSION, SqliteBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,6 +164,38 @@ class TestSeveralWriters:
         finally:
             blocker.close()
             await backend.close()
+
+
+class TestCheckpoints:
+    async def test_the_wal_is_checkpointed_off_the_writer_and_restarts(
+        self, tmp_path: Path
+    ) -> None:
+        """The writer's connection never checkpoints (its commits stay small); the checkpoint
+        thread copies the WAL into the database, so the WAL is reused instead of growing."""
+        backend = SqliteBackend(tmp_path / "w.db")
+        wal = tmp_path / "w.db-wal"
+        value = b"v" * 3000
+        try:
+            sizes = []
+            for round_ in range(4):
+                for i in range(CHECKPOINT_EVERY_COMMITS):
+                    await backend.write([Put("p", f"{round_}-{i}", value)])
+                for _ in range(500):
+                    if backend.stats.checkpoints > round_:
+                        break
+                    await asyncio.sleep(0.01)
+                sizes.append(wal.stat().st_size)
+            assert backend.stats.checkpoints >= 4
+            # Without checkpoints the WAL holds every commit: 4x its size after the first 100.
+            assert sizes[-1] < 1.5 * sizes[0]
+            assert 4 * CHECKPOINT_EVERY_COMMITS == len(await backend.query("p"))
+        finally:
+            await backend.close()
+        reopened = SqliteBackend(tmp_path / "w.db")
+        try:
+            assert 4 * CHECKPOINT_EVERY_COMMITS == len(await reopened.query("p"))
+        finally:
+            await reopened.close()
 
 
 class TestLifecycle:
