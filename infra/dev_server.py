@@ -185,7 +185,9 @@ async def running_engine(options: DevOptions) -> AsyncIterator[RuntimeEngine]:
         host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
         url = f"http://{host}:{options.ingress_port}/restate-lambda/checkpoint"
         config = dataclasses.replace(config, checkpoint_url=url)
-    engine = RuntimeEngine(backend, clock, Transports(signer=signer), config)
+    # The default store lives in the data directory this process holds locked: no other
+    # engine uses it (see the recovery below).
+    engine = RuntimeEngine(backend, clock, Transports(signer=signer), config, sole=storage is None)
     if signer is not None:
         log.info("signing requests to deployments as %s", signer.public_key)
     try:

@@ -98,6 +98,9 @@ class Engine(Operations):
         run_locally: drive invocations in tasks of this process (False on AWS: hand them to
             ``dispatcher``, except the blocking calls this engine answers itself).
         dispatcher: see ``run_locally``.
+        sole: no other engine uses ``backend`` (``restate-lambda dev`` on the store in the data
+            directory it holds locked): a blocking call to a free virtual object key then takes
+            the key's lock in its first commit (see :meth:`invoker.locks.ObjectLocks.enqueue`).
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Engine(Operations):
         *,
         run_locally: bool = True,
         dispatcher: Dispatcher | None = None,
+        sole: bool = False,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -131,7 +135,7 @@ class Engine(Operations):
         self.lookup = lookup = Lookup(registry)
         self.waiters = waiters = LocalWaiters(store, drivers.is_driven, config.outcome_poll_s)
         delivery = Delivery(store, committer, clock, drivers, self.node_id)
-        locks = ObjectLocks(store, committer, clock, leases, drivers)
+        locks = ObjectLocks(store, committer, clock, leases, drivers, sole=sole)
         self.submission = submission = Submission(
             store, committer, clock, config, leases, locks, drivers
         )

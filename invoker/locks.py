@@ -24,7 +24,7 @@ from invoker import records as rec
 from invoker.commit import Committer, CommitUnknownError
 from invoker.journal import decode_segment
 from invoker.policies import Leases
-from invoker.ports import Claimed, Dispatch
+from invoker.ports import Claimed, DeferredLock, Dispatch
 from invoker.store import Store, decode_invocation, decode_lock
 from restate_lambda.clock import Clock
 
@@ -49,7 +49,12 @@ class ObjectLocks:
         clock: Clock,
         leases: Leases,
         dispatch: Dispatch,
+        *,
+        sole: bool = False,
     ) -> None:
+        """``sole``: no other engine uses this store (``restate-lambda dev`` on the store in
+        the data directory it holds locked); blocking calls may then take a free key's lock in
+        their first commit (see :meth:`enqueue`)."""
         self._store = store
         self._backend = store.backend
         self._committer = committer
@@ -58,6 +63,9 @@ class ObjectLocks:
         self._dispatch = dispatch
         self._mutexes: dict[tuple[str, str], asyncio.Lock] = {}
         self._cache: dict[str, Item] = {}
+        self._sole = sole
+        #: Keys whose lock a deferred creation holds in memory only, until its first commit.
+        self._reserved: dict[str, asyncio.Event] = {}
 
     def mutex(self, service: str, key: str) -> asyncio.Lock:
         """This process's mutex of one key (serializes its own writers of the lock record)."""
@@ -97,56 +105,101 @@ class ObjectLocks:
         *,
         meta_version: int = 0,
         run_here: bool = False,
+        defer: bool = False,
     ) -> tuple[rec.Invocation, bool]:
         """Create (``meta_version`` 0) or move (a scheduled one, at ``meta_version``) an
         exclusive invocation: it takes the key's lock if free, else joins the inbox.
+
+        ``defer`` (a blocking call with a random id, on a ``sole`` engine): when the key is
+        free, nothing is written now; the invocation runs at once and its first commit creates
+        it, taking the lock or, if that commit completes it, checking the lock is still free
+        (one commit for a call instead of two). Until then the key is reserved in memory and
+        later calls for it wait here. A crash before that commit loses nothing acknowledged.
 
         Returns the invocation and whether this call created or moved it (False: it existed).
         """
         assert inv.key is not None
         opk = keys.obj(inv.service, inv.key)
-        pk = keys.inv(inv.id)
+        while (reserved := self._reserved.get(opk)) is not None:
+            await reserved.wait()
         async with self.mutex(inv.service, inv.key):
-            for _ in range(100):
-                now = self._clock.now_ms()
-                item = await self._read(opk)
-                lock = decode_lock(item.value) if item else rec.LockRecord()
-                version = item.version if item else 0
-                extra: list[WriteOp] = []
-                claimed = False
-                if lock.holder is None and lock.head == lock.tail:
-                    lock.holder = inv.id
-                    inv.status, due, claimed = self._leases.initial(inv, now, run_here)
-                else:
-                    inv.status = rec.Status.INBOXED
-                    due = None
-                    extra.append(Put(opk, keys.inbox(lock.tail), inv.id.encode()))
-                    lock.tail += 1
-                meta = Put(pk, keys.META, rec.encode(inv), expect=meta_version, due_ms=due)
-                lock_put = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
-                try:
-                    await self._committer.write([meta, *ops, lock_put, *extra])
-                except CommitUnknownError:
-                    self.forget(opk)
-                    self._dispatch.dispatch(inv.id)  # maybe stored under this engine's lease
-                    raise
-                except ConflictError as exc:
-                    self.forget(opk)
-                    current = await self._store.invocation(inv.id)
-                    if meta_version:
-                        if current is None or current.version != meta_version:
-                            return await self._existing(inv.id), False
-                        continue
-                    if exc.index == 0 or current is not None:
+            while (reserved := self._reserved.get(opk)) is not None:
+                await reserved.wait()  # reserved while this call waited for the mutex
+            return await self._enqueue(inv, ops, entries, opk, meta_version, run_here, defer)
+
+    async def _enqueue(
+        self,
+        inv: rec.Invocation,
+        ops: list[WriteOp],
+        entries: list[tuple[int, bytes]],
+        opk: str,
+        meta_version: int,
+        run_here: bool,
+        defer: bool,
+    ) -> tuple[rec.Invocation, bool]:
+        """:meth:`enqueue` under the key's mutex."""
+        pk = keys.inv(inv.id)
+        for _ in range(100):
+            now = self._clock.now_ms()
+            item = await self._read(opk)
+            lock = decode_lock(item.value) if item else rec.LockRecord()
+            version = item.version if item else 0
+            extra: list[WriteOp] = []
+            claimed = False
+            if lock.holder is None and lock.head == lock.tail:
+                lock.holder = inv.id
+                inv.status, due, claimed = self._leases.initial(inv, now, run_here)
+                if claimed and defer and self._sole and not meta_version:
+                    take = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
+                    self._dispatch.dispatch(inv.id, self._deferred(inv, ops, entries, take))
+                    return inv, True
+            else:
+                inv.status = rec.Status.INBOXED
+                due = None
+                extra.append(Put(opk, keys.inbox(lock.tail), inv.id.encode()))
+                lock.tail += 1
+            meta = Put(pk, keys.META, rec.encode(inv), expect=meta_version, due_ms=due)
+            lock_put = Put(opk, keys.LOCK, rec.encode(lock), expect=version)
+            try:
+                await self._committer.write([meta, *ops, lock_put, *extra])
+            except CommitUnknownError:
+                self.forget(opk)
+                self._dispatch.dispatch(inv.id)  # maybe stored under this engine's lease
+                raise
+            except ConflictError as exc:
+                self.forget(opk)
+                current = await self._store.invocation(inv.id)
+                if meta_version:
+                    if current is None or current.version != meta_version:
                         return await self._existing(inv.id), False
                     continue
-                self._wrote(lock_put)
-                if claimed:
-                    self._dispatch.dispatch(inv.id, Claimed(inv, meta_version + 1, entries))
-                elif inv.status == rec.Status.READY:
-                    self._dispatch.dispatch(inv.id)
-                return inv, True
+                if exc.index == 0 or current is not None:
+                    return await self._existing(inv.id), False
+                continue
+            self._wrote(lock_put)
+            if claimed:
+                self._dispatch.dispatch(inv.id, Claimed(inv, meta_version + 1, entries))
+            elif inv.status == rec.Status.READY:
+                self._dispatch.dispatch(inv.id)
+            return inv, True
         raise ConflictError(f"too much contention on {inv.service}/{inv.key}")
+
+    def _deferred(
+        self, inv: rec.Invocation, ops: list[WriteOp], entries: list[tuple[int, bytes]], take: Put
+    ) -> Claimed:
+        """Reserve ``take``'s key for ``inv``, created by its first commit (see :meth:`enqueue`)."""
+        opk = take.pk
+        reserved = self._reserved[opk] = asyncio.Event()
+
+        def release() -> None:
+            if self._reserved.get(opk) is reserved:
+                del self._reserved[opk]
+                self.forget(opk)  # stored or not, the next reader asks the store
+                reserved.set()
+
+        return Claimed(
+            inv, 0, entries, unsaved=list(ops), deferred_lock=DeferredLock(take, release)
+        )
 
     async def _existing(self, inv_id: str) -> rec.Invocation:
         found = await self._store.invocation(inv_id)

@@ -8,15 +8,32 @@ through its constructor, typed by these protocols where a concrete import would 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from backends.api import Put, WriteOp
+from backends.api import Check, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.journal import encode_segment
 from invoker.processing import Entry
+
+
+@dataclass(slots=True)
+class DeferredLock:
+    """The key's lock of an exclusive invocation whose creation is deferred to its first commit
+    (see :meth:`invoker.locks.ObjectLocks.enqueue`): that commit takes the lock (``take``),
+    unless it completes the invocation, which then only needs the lock still free as it was
+    read. ``release`` ends this engine's in-memory reservation of the key (idempotent)."""
+
+    take: Put
+    release: Callable[[], None]
+
+    def op(self, completing: bool) -> WriteOp:
+        """The write of the first commit: a check when it completes the invocation."""
+        if completing:
+            return Check(self.take.pk, self.take.sk, self.take.expect or 0)
+        return self.take
 
 
 @dataclass(slots=True)
@@ -31,20 +48,34 @@ class Claimed:
     unsaved: list[WriteOp] | None = None
     #: Set once a commit completing the invocation applied: nothing may change it after that.
     done: bool = False
+    #: An exclusive invocation's lock, taken by its deferred creation (with ``unsaved``).
+    deferred_lock: DeferredLock | None = None
 
-    def creation(self, ops: Sequence[WriteOp], *, expires_ms: int | None = None) -> list[WriteOp]:
+    def creation(
+        self, ops: Sequence[WriteOp], *, expires_ms: int | None = None, completing: bool = False
+    ) -> list[WriteOp]:
         """``ops`` (fence first) followed by the deferred creation writes, if any.
 
         ``expires_ms`` stamps every Put with a store-side expiry (an invocation completed in the
         commit that created it: the store may drop it all at retention's end).
+        ``completing``: this commit completes the invocation (a deferred lock is then only
+        checked, never taken).
         """
         out = [*ops, *(self.unsaved or [])]
+        if self.unsaved is not None and self.deferred_lock is not None:
+            out.append(self.deferred_lock.op(completing))
         if expires_ms is not None:
             out = [
                 dataclasses.replace(op, expires_ms=expires_ms) if isinstance(op, Put) else op
                 for op in out
             ]
         return out
+
+    def saved(self) -> None:
+        """A commit applied: the invocation is stored, with its lock if it holds one."""
+        self.unsaved = None
+        if self.deferred_lock is not None:
+            self.deferred_lock.release()
 
     def fold_into_creation(self, entries: list[Entry]) -> bool:
         """Fold ``entries`` into the deferred first journal segment (one item instead of two:

@@ -60,6 +60,7 @@ class Runner:
 
     async def drive(self, inv_id: str, claimed: Claimed | None, reraise: bool) -> None:
         """Drive ``inv_id`` until it cannot make progress here (see the module docstring)."""
+        deferred = claimed.deferred_lock if claimed is not None else None
         try:
             tries = 0
             storage_failures = 0
@@ -97,6 +98,9 @@ class Runner:
             log.exception("driving invocation %s failed; the sweeper will retry it", inv_id)
             if reraise:
                 raise
+        finally:
+            if deferred is not None:
+                deferred.release()  # the attempt ended, stored or not: the key is free to queue
 
     async def _run(self, st: Claimed) -> None:
         """Run attempts while the invocation can make progress without waiting."""
@@ -158,7 +162,7 @@ class Runner:
             log.info("invocation %s: the attempt was fenced off during its checkpoints", st.inv.id)
             return False
         st.inv, st.version, st.entries = loaded.invocation, loaded.version, loaded.entries
-        st.unsaved = None
+        st.saved()
         return True
 
     async def _load_state(self, st: Claimed) -> tuple[dict[str, bytes], int]:

@@ -182,6 +182,8 @@ class Settler:
         )
         due = None if store_expiry else rec.due_of(inv)
         holds_lock = inv.key is not None and inv.handler_kind == "exclusive"
+        if st.unsaved is not None and st.deferred_lock is not None:
+            holds_lock = False  # never stored as taken: the creation checks it is still free
         if not holds_lock:
             await self._commit(st, batch, due, expires_ms=inv.expires_ms if store_expiry else None)
             return
@@ -340,7 +342,10 @@ class Settler:
             ops += handover.ops
         ops[0] = Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due)
         try:
-            await self._committer.write(st.creation(ops, expires_ms=expires_ms))
+            completing = inv.status == rec.Status.COMPLETED
+            await self._committer.write(
+                st.creation(ops, expires_ms=expires_ms, completing=completing)
+            )
         except ConflictError as exc:
             inv.journal_len -= len(journal_entries)
             if handover is not None and exc.index is not None:
@@ -371,7 +376,7 @@ class Settler:
         inv = st.inv
         try:
             st.version += 1
-            st.unsaved = None
+            st.saved()
             st.entries.extend(batch.entries)
             if handover is not None:
                 self._locks.start_next(handover)

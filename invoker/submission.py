@@ -155,7 +155,9 @@ class Submission:
             inv.status = rec.Status.SCHEDULED
             due: int | None = scheduled_ms
         elif exclusive:
-            inv, created = await self._locks.enqueue(inv, ops, entries, run_here=run_here)
+            inv, created = await self._locks.enqueue(
+                inv, ops, entries, run_here=run_here, defer=defer and not request.idempotency_key
+            )
             if not created:
                 self._drive_if_ours(inv)
             return Submitted(inv, created)

@@ -60,6 +60,9 @@ class Scenario:
     name: str
     steps: list[Step]
     check: Check
+    #: Engines started as the store's only engine (``restate-lambda dev`` on its own data
+    #: directory): blocking calls to a free key then take its lock in their first commit.
+    sole: bool = False
 
 
 @dataclass
@@ -70,6 +73,7 @@ class World:
     faulty: FaultyBackend
     clock: ManualClock
     engine: Engine
+    sole: bool = False
     crashes: int = 0
     acked: dict[str, Any] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
@@ -222,8 +226,8 @@ def output(inv: rec.Invocation | None) -> Any:
     return json.loads(inv.result.value) if inv.result.value else None
 
 
-async def _start(backend: Backend, clock: ManualClock) -> Engine:
-    engine = Engine(backend, clock, Transports(), CONFIG)
+async def _start(backend: Backend, clock: ManualClock, sole: bool = False) -> Engine:
+    engine = Engine(backend, clock, Transports(), CONFIG, sole=sole)
     engine.transports.asgi.mount("faults", app.app)
     engine.transports.asgi.mount("ours", app.ours_app)
     await engine.start()
@@ -248,7 +252,7 @@ async def run(
     clock = ManualClock(SystemClock().now_ms())  # the SDK computes wake-up times from wall time
     inner = await fresh_store(make, clock)
     faulty = FaultyBackend(inner, plan)
-    world = World(inner, faulty, clock, await _start(faulty, clock))
+    world = World(inner, faulty, clock, await _start(faulty, clock, scenario.sole), scenario.sole)
     try:
         for step in scenario.steps:
             while True:
@@ -276,7 +280,7 @@ async def _recover(world: World) -> None:
     world.crashes += 1
     assert world.crashes < 5, "crashed again after recovery"
     await world.engine.close()
-    world.engine = await _start(world.inner, world.clock)
+    world.engine = await _start(world.inner, world.clock, world.sole)
     # Whatever the dead engine held is released when its lease ends.
     await world.advance(int(CONFIG.attempt_timeout_s * 1000) + CONFIG.lease_margin_ms + 1_000)
 

@@ -98,6 +98,45 @@ async def _hot_check(w: World) -> list[str]:
     return out
 
 
+async def _sole(w: World) -> None:
+    # Blocking calls on the store's only engine: each creates its invocation in its first
+    # commit, one after the other (the adds complete in it: the lock is only checked; the slow
+    # add suspends on its sleep and takes the lock); the send with an idempotency key waits
+    # for that commit and queues behind the slow add.
+    key = "sole"
+    calls = asyncio.ensure_future(
+        asyncio.gather(
+            *(w.call(f"call-{n}", _t("FCounter", "add", key), 1) for n in range(3)),
+            w.call("slow", _t("FCounter", "slow_add", key), 1),
+        )
+    )
+    for _ in range(5):
+        await asyncio.sleep(0)  # the calls reach the engine first
+    try:
+        await w.send("send", _t("FCounter", "add", key), 1, idem="send")
+    finally:
+        await calls
+
+
+async def _sole_check(w: World) -> list[str]:
+    adds = [
+        i
+        for handler in ("add", "slow_add")
+        for i in await w.invocations("FCounter", handler)
+        if i.key == "sole"
+    ]
+    count = (await w.state("FCounter", "sole")).get("count", 0)
+    out = []
+    if count != len(adds):
+        out.append(f"count is {count} after {len(adds)} completed adds")
+    results = sorted(output(i) for i in adds)
+    if results != list(range(1, len(adds) + 1)):
+        out.append(f"add results {results}: not each applied once, in turn")
+    if not any(i.handler == "slow_add" for i in adds) and "slow" in w.acked:
+        out.append("the acknowledged slow add is not stored")
+    return out
+
+
 # -- call + send + delayed send ---------------------------------------------------------------
 
 
@@ -296,6 +335,7 @@ SCENARIOS = [
     Scenario("greet", [_greet], _greet_check),
     Scenario("idempotent call", [_idem], _idem_check),
     Scenario("counter, hot key", [_hot], _hot_check),
+    Scenario("blocking calls, sole engine", [_sole], _sole_check, sole=True),
     Scenario("call+send+delayed", [_calls, _calls_advance], _calls_check),
     Scenario("sleep", [_sleep, _sleep_advance], _sleep_check),
     Scenario("awakeable", [_awk, _awk_resolve], _awk_check),

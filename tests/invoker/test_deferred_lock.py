@@ -1,0 +1,156 @@
+"""A blocking call to a free virtual object key on the store's only engine (``sole``, as
+``restate-lambda dev`` on its own data directory): the invocation is created, and the key's lock
+taken or checked, by its first commit: one write for a call that completes at once. Crashes and
+storage faults at each of those writes are the fault table's "blocking calls, sole engine"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from backends.api import Backend
+from backends.faults import Fault, FaultPlan, FaultyBackend
+from backends.memory import MemoryBackend
+from invoker import keys
+from invoker import records as rec
+from invoker.api import InvokeRequest, Target, UnavailableError
+from invoker.config import EngineConfig
+from invoker.engine import Engine
+from invoker.store import decode_invocation, decode_lock
+from invoker.transport import Transports
+from restate_lambda.clock import ManualClock, SystemClock
+from tests.faults import app
+
+CONFIG = EngineConfig(attempt_timeout_s=5.0, lease_margin_ms=1_000, write_retries=0)
+
+
+def _req(handler: str, key: str, n: int, idem: str | None = None) -> InvokeRequest:
+    return InvokeRequest(
+        target=Target("FCounter", handler, key),
+        body=json.dumps(n).encode(),
+        headers=[("content-type", "application/json")],
+        idempotency_key=idem,
+    )
+
+
+async def _engine(backend: Backend, clock: ManualClock, *, sole: bool) -> Engine:
+    engine = Engine(backend, clock, Transports(), CONFIG, sole=sole)
+    engine.transports.asgi.mount("faults", app.app)
+    await engine.start()
+    return engine
+
+
+async def _registered(inner: Backend, clock: ManualClock) -> None:
+    setup = await _engine(inner, clock, sole=False)
+    await setup.register_deployment("asgi://faults")
+    await setup.close()
+
+
+async def _lock(backend: Backend, key: str) -> rec.LockRecord | None:
+    item = await backend.get(keys.obj("FCounter", key), keys.LOCK)
+    return decode_lock(item.value) if item is not None else None
+
+
+async def _count(backend: Backend, key: str) -> Any:
+    item = await backend.get(keys.obj("FCounter", key), keys.STATE)
+    assert item is not None
+    return json.loads(rec.decode(item.value, rec.StateRecord).entries["count"])
+
+
+@pytest.fixture(autouse=True)
+def _clear_effects() -> None:
+    app.effects.clear()
+
+
+@pytest.mark.parametrize(("sole", "writes"), [(True, 1), (False, 2)])
+async def test_a_call_that_completes_at_once_is_one_write_on_a_sole_engine(
+    sole: bool, writes: int
+) -> None:
+    inner = MemoryBackend()
+    clock = ManualClock(SystemClock().now_ms())
+    await _registered(inner, clock)
+    faulty = FaultyBackend(inner, FaultPlan.counting())
+    engine = await _engine(faulty, clock, sole=sole)
+    try:
+        for n in (1, 2):
+            before = len(faulty.points)
+            outcome = await engine.call(_req("add", "k", 1))
+            assert outcome.ok and json.loads(outcome.value) == n
+            assert len(faulty.points) - before == writes
+        assert await _count(inner, "k") == 2
+        lock = await _lock(inner, "k")
+        assert lock is None or (lock.holder is None and lock.head == lock.tail)
+    finally:
+        await engine.close()
+
+
+async def test_calls_on_one_key_run_one_at_a_time_and_a_send_queues_behind_a_suspended_one() -> (
+    None
+):
+    inner = MemoryBackend()
+    clock = ManualClock(SystemClock().now_ms())
+    await _registered(inner, clock)
+    engine = await _engine(inner, clock, sole=True)
+    try:
+        slow = asyncio.ensure_future(engine.call(_req("slow_add", "k", 10)))
+        adds = [asyncio.ensure_future(engine.call(_req("add", "k", 1))) for _ in range(3)]
+        for _ in range(50):  # the slow add suspends on its 5 s sleep, holding the key
+            await asyncio.sleep(0)
+            lock = await _lock(inner, "k")
+            if lock is not None and lock.holder is not None:
+                break
+        lock = await _lock(inner, "k")
+        assert lock is not None and lock.holder is not None
+        holder = await inner.get(keys.inv(lock.holder), keys.META)
+        assert holder is not None
+        assert decode_invocation(holder.value).handler == "slow_add"
+        assert decode_invocation(holder.value).status == rec.Status.SUSPENDED
+
+        sent = await asyncio.wait_for(engine.send(_req("add", "k", 100, idem="s")), 5)
+        queued = await inner.get(keys.inv(sent.invocation_id), keys.META)
+        assert queued is not None
+        assert decode_invocation(queued.value).status == rec.Status.INBOXED
+
+        for _ in range(20):
+            clock.advance(1_000)
+            await engine.tick()
+            await asyncio.sleep(0.01)
+            if slow.done() and all(a.done() for a in adds):
+                break
+        outcome = await slow
+        assert outcome.ok and json.loads(outcome.value) == 10
+        results = sorted(json.loads(o.value) for o in await asyncio.gather(*adds))
+        for _ in range(100):
+            if await _count(inner, "k") == 113:
+                break
+            await asyncio.sleep(0.01)
+        # Each add saw the one before it: nothing ran concurrently, nothing was lost.
+        assert await _count(inner, "k") == 113
+        assert len(set(results)) == 3 and all(r > 10 for r in results)
+        lock = await _lock(inner, "k")
+        assert lock is not None and lock.holder is None and lock.head == lock.tail
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize("fault", [Fault.FAIL, Fault.AMBIGUOUS])
+async def test_a_failed_first_commit_leaves_the_key_free_for_the_next_call(fault: Fault) -> None:
+    inner = MemoryBackend()
+    clock = ManualClock(SystemClock().now_ms())
+    await _registered(inner, clock)
+    engine = await _engine(FaultyBackend(inner, FaultPlan.at(0, fault)), clock, sole=True)
+    try:
+        try:
+            first = await asyncio.wait_for(engine.call(_req("add", "k", 1)), 5)
+        except UnavailableError:
+            first = None  # FAIL: nothing stored, the client got an error
+        outcome = await asyncio.wait_for(engine.call(_req("add", "k", 1)), 5)
+        assert outcome.ok
+        expected = 1 if first is None else 2
+        assert json.loads(outcome.value) == expected
+        assert await _count(inner, "k") == expected
+    finally:
+        await engine.close()
