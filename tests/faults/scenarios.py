@@ -335,7 +335,7 @@ SCENARIOS = [
     Scenario("greet", [_greet], _greet_check),
     Scenario("idempotent call", [_idem], _idem_check),
     Scenario("counter, hot key", [_hot], _hot_check),
-    Scenario("blocking calls, sole engine", [_sole], _sole_check, sole=True),
+    Scenario("calls, sole engine", [_sole], _sole_check, sole=True),
     Scenario("call+send+delayed", [_calls, _calls_advance], _calls_check),
     Scenario("sleep", [_sleep, _sleep_advance], _sleep_check),
     Scenario("awakeable", [_awk, _awk_resolve], _awk_check),

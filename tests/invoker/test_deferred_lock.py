@@ -1,7 +1,7 @@
 """A blocking call to a free virtual object key on the store's only engine (``sole``, as
 ``restate-lambda dev`` on its own data directory): the invocation is created, and the key's lock
 taken or checked, by its first commit: one write for a call that completes at once. Crashes and
-storage faults at each of those writes are the fault table's "blocking calls, sole engine"."""
+storage faults at each of those writes are the fault table's "calls, sole engine"."""
 
 from __future__ import annotations
 
