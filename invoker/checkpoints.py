@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 
 from backends.api import ConflictError
+from invoker import keys
 from invoker import records as rec
 from invoker.journal import Loaded, take_pending
 from invoker.ports import Claimed
@@ -79,13 +80,21 @@ class Checkpoints:
             messages = [(f.type, f.payload) for f in decode_all(frames)]
         except ProtocolError as exc:
             raise CheckpointInvalid(f"malformed checkpoint: {exc}") from exc
+        from_memory = True
         for _ in range(_TRIES):
-            loaded, _items = await self._store.partition(inv_id)
-            if loaded is None:
-                live = self._in_flight.get(inv_id)
-                if live is None or live.unsaved is None or live.inv.attempt_token != token:
-                    raise CheckpointRefused(f"invocation {inv_id} does not exist")
-                loaded = Loaded(live.inv, live.version, live.entries)
+            live = self._in_flight.get(inv_id)
+            loaded: Loaded | None
+            if from_memory and live is not None and live.inv.attempt_token == token:
+                # The attempt runs in this process: its record and journal are in memory, and
+                # the commit's fence (the record's version) tells if the store moved on. Only
+                # the notifications that arrived meanwhile are read.
+                loaded = await self._from_memory(live)
+            else:
+                loaded, _items = await self._store.partition(inv_id)
+                if loaded is None:
+                    if live is None or live.unsaved is None or live.inv.attempt_token != token:
+                        raise CheckpointRefused(f"invocation {inv_id} does not exist")
+                    loaded = Loaded(live.inv, live.version, live.entries)
             inv = loaded.invocation
             if inv.status != rec.Status.RUNNING or inv.attempt_token != token:
                 raise CheckpointRefused(f"the attempt of {inv_id} was fenced off")
@@ -117,17 +126,29 @@ class Checkpoints:
                 )
             except ProtocolViolation as exc:
                 raise CheckpointInvalid(str(exc)) from exc
-            live = self._in_flight.get(inv_id)
-            if live is not None and live.unsaved is not None and live.inv is inv:
-                st = live  # its first commit also creates it
+            if live is not None and live.inv is inv:
+                st = live  # the attempt's own view, kept current (its first commit may create it)
             else:
                 st = Claimed(inv, loaded.version, loaded.entries)
             try:
                 await self._settler.checkpoint(st, processed, state_version, arrived, journal_index)
             except ConflictError:
-                continue  # the record changed (a notification woke it, a kill): look again
+                # The record changed (a kill, another engine): look again, at the store. The
+                # attempt notices the journal moved (or is fenced off) when it ends.
+                from_memory = False
+                continue
             return b"".join(encode_raw(ty, payload) for ty, payload in arrived.entries)
         raise CheckpointRefused(f"invocation {inv_id} changes too fast to checkpoint")
+
+    async def _from_memory(self, live: Claimed) -> Loaded:
+        """``live``'s record and journal, with the notifications stored for it meanwhile."""
+        loaded = Loaded(live.inv, live.version, live.entries)
+        if live.unsaved is None:
+            items = await self._store.backend.query(keys.inv(live.inv.id), keys.NOTIFY_PREFIX)
+            for item in items:
+                loaded.pending.append((item, rec.decode(item.value, rec.PendingNotification)))
+            loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
+        return loaded
 
     async def _replay(self, inv: rec.Invocation, entries: list[tuple[int, bytes]]) -> bytes:
         """The reply to a batch already applied: the notifications journaled ahead of it."""

@@ -191,11 +191,16 @@ class ObjectLocks:
         opk = take.pk
         reserved = self._reserved[opk] = asyncio.Event()
 
-        def release() -> None:
-            if self._reserved.get(opk) is reserved:
-                del self._reserved[opk]
-                self.forget(opk)  # stored or not, the next reader asks the store
-                reserved.set()
+        def release(took: bool | None) -> None:
+            if self._reserved.get(opk) is not reserved:
+                return  # released before
+            del self._reserved[opk]
+            if took:
+                self._wrote(take)  # stored: the lock is held
+            elif took is None:
+                self.forget(opk)  # maybe stored: the next reader asks the store
+            # (False: only checked; the cached record, if any, is still the stored one)
+            reserved.set()
 
         return Claimed(
             inv, 0, entries, unsaved=list(ops), deferred_lock=DeferredLock(take, release)

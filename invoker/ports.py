@@ -24,13 +24,18 @@ class DeferredLock:
     """The key's lock of an exclusive invocation whose creation is deferred to its first commit
     (see :meth:`invoker.locks.ObjectLocks.enqueue`): that commit takes the lock (``take``),
     unless it completes the invocation, which then only needs the lock still free as it was
-    read. ``release`` ends this engine's in-memory reservation of the key (idempotent)."""
+    read."""
 
     take: Put
-    release: Callable[[], None]
+    #: Ends the reservation: True once a commit took the lock, False once one only checked it,
+    #: None when nothing is known to be stored (only the first call counts).
+    release: Callable[[bool | None], None]
+    #: Whether the last commit built took the lock (rather than checked it).
+    took: bool = False
 
     def op(self, completing: bool) -> WriteOp:
         """The write of the first commit: a check when it completes the invocation."""
+        self.took = not completing
         if completing:
             return Check(self.take.pk, self.take.sk, self.take.expect or 0)
         return self.take
@@ -73,9 +78,9 @@ class Claimed:
 
     def saved(self) -> None:
         """A commit applied: the invocation is stored, with its lock if it holds one."""
+        if self.unsaved is not None and self.deferred_lock is not None:
+            self.deferred_lock.release(self.deferred_lock.took)
         self.unsaved = None
-        if self.deferred_lock is not None:
-            self.deferred_lock.release()
 
     def fold_into_creation(self, entries: list[Entry]) -> bool:
         """Fold ``entries`` into the deferred first journal segment (one item instead of two:

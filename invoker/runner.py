@@ -100,7 +100,7 @@ class Runner:
                 raise
         finally:
             if deferred is not None:
-                deferred.release()  # the attempt ended, stored or not: the key is free to queue
+                deferred.release(None)  # the attempt ended, maybe unstored: the key is free
 
     async def _run(self, st: Claimed) -> None:
         """Run attempts while the invocation can make progress without waiting."""
@@ -120,6 +120,7 @@ class Runner:
                         state, state_version = cont.state, cont.state_version
                         continue
                     self._in_flight[st.inv.id] = st
+                    version = st.version
                     try:
                         reply = await self._attempts.exchange(st, prepared)
                     finally:
@@ -134,6 +135,10 @@ class Runner:
                         # The handler checkpointed: continue from what is stored now.
                         if not await self._reload(st):
                             return
+                        state, state_version = await self._load_state(st)
+                    elif st.version != version:
+                        # Checkpoints committed through this attempt's own view: the journal in
+                        # memory is current, the object's state moved with them.
                         state, state_version = await self._load_state(st)
                     outcome = self._attempts.parse(st, reply, state)
                     if isinstance(outcome, AttemptError):

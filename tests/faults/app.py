@@ -132,4 +132,17 @@ async def ocall(ctx: restate_lambda.Context, n: int) -> int:
     return first
 
 
-ours_app = restate_lambda.app([ours])
+ocounter = restate_lambda.VirtualObject("OCounter")
+
+
+@ocounter.handler()
+async def oadd(ctx: restate_lambda.ObjectContext, n: int) -> int:
+    """State set on both sides of a checkpointed step (the step's commit carries the first)."""
+    value = (await ctx.get("count", type_hint=int)) or 0
+    ctx.set("count", value + n)
+    await ctx.run_typed("bump", bump, name="oadd-bump")
+    ctx.set("count", value + 2 * n)
+    return value + 2 * n
+
+
+ours_app = restate_lambda.app([ours, ocounter])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from backends.api import Backend
+from backends.api import Backend, Put
 from backends.faults import Fault, FaultPlan, FaultyBackend
 from backends.memory import MemoryBackend
 from invoker import keys
@@ -152,5 +152,73 @@ async def test_a_failed_first_commit_leaves_the_key_free_for_the_next_call(fault
         expected = 1 if first is None else 2
         assert json.loads(outcome.value) == expected
         assert await _count(inner, "k") == expected
+    finally:
+        await engine.close()
+
+
+async def test_a_first_commit_refused_on_the_lock_fails_the_call_once_and_frees_the_key() -> None:
+    """The lock changed behind the engine's cached copy (on a sole engine only a bug or a
+    foreign writer could do that): the deferred creation's check fails, the client gets an
+    error at once (no retry loop re-running the handler), and the next call works."""
+    inner = MemoryBackend()
+    clock = ManualClock(SystemClock().now_ms())
+    await _registered(inner, clock)
+    engine = await _engine(inner, clock, sole=True)
+    opk = keys.obj("FCounter", "k")
+    try:
+        # A call that suspends takes the lock; its completion hands it on (free): the engine
+        # has written the lock record twice and caches what it wrote.
+        slow = asyncio.ensure_future(engine.call(_req("slow_add", "k", 10)))
+        for _ in range(40):
+            clock.advance(500)
+            await engine.tick()
+            await asyncio.sleep(0.01)
+            if slow.done():
+                break
+        assert json.loads((await slow).value) == 10
+        stored = await inner.get(opk, keys.LOCK)
+        assert stored is not None and decode_lock(stored.value).holder is None
+        # Someone else writes the record: the engine's copy is now stale.
+        await inner.write([Put(opk, keys.LOCK, stored.value, expect=stored.version)])
+        runs = len(app.effects)
+        with pytest.raises(UnavailableError):
+            await asyncio.wait_for(engine.call(_req("add", "k", 1)), 5)
+        assert len(app.effects) == runs  # (the handler has no side effects to repeat)
+        outcome = await asyncio.wait_for(engine.call(_req("add", "k", 1)), 5)
+        assert json.loads(outcome.value) == 11
+        assert await _count(inner, "k") == 11
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize("sole", [True, False])
+async def test_state_set_around_a_checkpointed_step_commits_in_one_attempt(sole: bool) -> None:
+    """Our SDK in process checkpoints the step, state included; the attempt's end then commits
+    on top of that state (created by the checkpoint on a sole engine, stored before otherwise)."""
+    inner = MemoryBackend()
+    clock = ManualClock(SystemClock().now_ms())
+    setup = await _engine(inner, clock, sole=False)
+    setup.transports.asgi.mount("ours", app.ours_app)
+    await setup.register_deployment("asgi://ours")
+    await setup.close()
+    engine = await _engine(inner, clock, sole=sole)
+    engine.transports.asgi.mount("ours", app.ours_app)
+    try:
+        for expected in (2, 4):
+            request = InvokeRequest(
+                target=Target("OCounter", "oadd", "k"),
+                body=b"1",
+                headers=[("content-type", "application/json")],
+            )
+            outcome = await asyncio.wait_for(engine.call(request), 5)
+            assert outcome.ok and json.loads(outcome.value) == expected
+            stored = await inner.get(keys.inv(outcome.invocation_id), keys.META)
+            assert stored is not None
+            inv = decode_invocation(stored.value)
+            assert inv.last_failure is None, inv.last_failure  # no attempt failed on the way
+        state = await inner.get(keys.obj("OCounter", "k"), keys.STATE)
+        assert state is not None
+        assert json.loads(rec.decode(state.value, rec.StateRecord).entries["count"]) == 4
+        assert app.effects.get("oadd-bump") == 2  # the step ran once per call
     finally:
         await engine.close()
