@@ -146,12 +146,14 @@ def take_pending(loaded: Loaded, now: int) -> Pending:
     (duplicates of what the journal holds dropped), with the deletes of their items; due sleeps
     leave the record's timer list. The journal itself is not appended to."""
     inv = loaded.invocation
-    resolved = resolved_of(loaded.entries)
     out = Pending()
     pending: list[tuple[Item | None, Entry]] = [
         (item, (note.msg_type, note.payload)) for item, note in loaded.pending
     ]
     fired = [(cid, wake) for cid, wake in inv.timers if wake <= now]
+    if not pending and not fired:
+        return out  # (the common case: no need to scan the journal)
+    resolved = resolved_of(loaded.entries)
     if fired:
         inv.timers = [t for t in inv.timers if t[1] > now]
         for sleep_id, _wake in sorted(fired, key=lambda t: (t[1], t[0])):

@@ -7,6 +7,7 @@ context no ``get``: :func:`context_class` picks it.
 from __future__ import annotations
 
 import functools
+import weakref
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_type_hints
 
@@ -424,12 +425,25 @@ class WorkflowInvocationContext(ObjectInvocationContext, WorkflowContext):
         return DurablePromise(self._driver, name, _default(serde, type_hint))
 
 
+#: Return hints of step functions already looked at (resolving them costs ~25 us a step).
+_hints: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 def _return_hint(action: Any) -> Any:
+    target = action.func if isinstance(action, functools.partial) else action
     try:
-        target = action.func if isinstance(action, functools.partial) else action
-        return get_type_hints(target).get("return")
+        return _hints[target]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    try:
+        hint = get_type_hints(target).get("return")
     except (TypeError, ValueError, NameError, AttributeError):
-        return None
+        hint = None
+    try:
+        _hints[target] = hint
+    except TypeError:
+        pass  # a builtin: looked up each time
+    return hint
 
 
 def context_class(service_kind: str, handler_kind: str | None) -> type[ServiceInvocationContext]:
