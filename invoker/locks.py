@@ -10,6 +10,11 @@ its key locked.
 
 Lock records are cached after this engine writes them (reads saved on hot keys); every write is
 a compare-and-set and a conflict drops the cached copy, so the cache can only cost a retry.
+
+On an engine that is the store's only one (``sole``), a blocking call that finds its key free
+is not written before it runs: its first commit creates it together with the lock
+(:meth:`ObjectLocks.enqueue`, :class:`~invoker.ports.DeferredLock`), and until then the key is
+reserved in this process, so other requests for it wait for that commit and queue behind.
 """
 
 from __future__ import annotations
