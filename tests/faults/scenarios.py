@@ -86,15 +86,24 @@ async def _hot(w: World) -> None:
     )
 
 
-async def _hot_check(w: World) -> list[str]:
-    adds = [i for i in await w.invocations("FCounter", "add") if i.key == "hot"]
-    count = (await w.state("FCounter", "hot")).get("count", 0)
+async def _adds_applied_once_in_turn(
+    w: World, key: str, handlers: tuple[str, ...] = ("add",)
+) -> tuple[list[rec.Invocation], list[str]]:
+    """The stored adds of ``FCounter/key`` (by 1 each), and violations: the count is not their
+    number, or their results are not 1..n (each saw the one before it)."""
+    adds = [i for h in handlers for i in await w.invocations("FCounter", h) if i.key == key]
+    count = (await w.state("FCounter", key)).get("count", 0)
     out = []
     if count != len(adds):
         out.append(f"count is {count} after {len(adds)} completed adds")
     results = sorted(output(i) for i in adds)
     if results != list(range(1, len(adds) + 1)):
         out.append(f"add results {results}: not each applied once, in turn")
+    return adds, out
+
+
+async def _hot_check(w: World) -> list[str]:
+    _adds, out = await _adds_applied_once_in_turn(w, "hot")
     return out
 
 
@@ -119,19 +128,7 @@ async def _sole(w: World) -> None:
 
 
 async def _sole_check(w: World) -> list[str]:
-    adds = [
-        i
-        for handler in ("add", "slow_add")
-        for i in await w.invocations("FCounter", handler)
-        if i.key == "sole"
-    ]
-    count = (await w.state("FCounter", "sole")).get("count", 0)
-    out = []
-    if count != len(adds):
-        out.append(f"count is {count} after {len(adds)} completed adds")
-    results = sorted(output(i) for i in adds)
-    if results != list(range(1, len(adds) + 1)):
-        out.append(f"add results {results}: not each applied once, in turn")
+    adds, out = await _adds_applied_once_in_turn(w, "sole", ("add", "slow_add"))
     if not any(i.handler == "slow_add" for i in adds) and "slow" in w.acked:
         out.append("the acknowledged slow add is not stored")
     return out
