@@ -403,19 +403,17 @@ class Settler:
         # A conflict on something the attempt wrote (its state, a journal segment, the outbox):
         # it would conflict again on every retry. Back off instead of re-invoking at once.
         found = await self._store.invocation(inv.id)
-        if found is None and st.unsaved is not None:
-            # Its creation joined this commit and was refused (a deferred lock that is no longer
-            # free): nothing was stored or acknowledged. The client gets an error and may call
-            # again; retrying the same commit here would fail the same way.
-            log.warning("invocation %s could not be created: %s", inv.id, exc)
-            self._waiters.fail(inv.id, unavailable(inv.id))
-            return
         if found is None:
+            if st.unsaved is not None:
+                # Its creation joined this commit and was refused (a deferred lock no longer
+                # free): nothing was stored or acknowledged. The client gets an error and may
+                # call again; retrying the same commit here would fail the same way.
+                log.warning("invocation %s could not be created: %s", inv.id, exc)
+                self._waiters.fail(inv.id, unavailable(inv.id))
             return
-        if found is not None:
-            st.inv, st.version = found.inv, found.version
-            if found.inv.lease_owner != self._leases.node_id:
-                return
+        st.inv, st.version = found.inv, found.version
+        if found.inv.lease_owner != self._leases.node_id:
+            return
         await self.fail(
             st,
             AttemptError(500, f"the attempt's commit conflicted on item {exc.index}: {exc}"),
