@@ -21,14 +21,13 @@ import contextlib
 import logging
 
 from backends.api import ConflictError
-from invoker import keys
 from invoker import records as rec
 from invoker.attempt import Prepared
 from invoker.commit import CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.drivers import Drivers
 from invoker.http2_client import Http2Error, Http2Stream
-from invoker.journal import Loaded, Pending, take_pending
+from invoker.journal import Pending, take_pending
 from invoker.policies import Policies
 from invoker.ports import Claimed
 from invoker.processing import AttemptError, AttemptInput, Entry, ProtocolViolation, process
@@ -302,11 +301,7 @@ class _Attempt:
         rather than holding the invocation's driver until the handler's inactivity timeout.
         (With something to commit, the commit's fence finds out.)"""
         st = self.st
-        items = await self.o._store.backend.query(keys.inv(st.inv.id), keys.NOTIFY_PREFIX)
-        loaded = Loaded(st.inv, st.version, st.entries)
-        for item in items:
-            loaded.pending.append((item, rec.decode(item.value, rec.PendingNotification)))
-        loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
+        loaded = await self.o._store.with_pending(st.inv, st.version, st.entries)
         arrived = take_pending(loaded, self.o._clock.now_ms())
         if arrived.entries or arrived.changed:
             await self._commit(arrived)

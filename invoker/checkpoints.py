@@ -24,7 +24,6 @@ import logging
 from collections.abc import Mapping
 
 from backends.api import ConflictError
-from invoker import keys
 from invoker import records as rec
 from invoker.journal import Loaded, take_pending
 from invoker.ports import Claimed
@@ -142,13 +141,9 @@ class Checkpoints:
 
     async def _from_memory(self, live: Claimed) -> Loaded:
         """``live``'s record and journal, with the notifications stored for it meanwhile."""
-        loaded = Loaded(live.inv, live.version, live.entries)
-        if live.unsaved is None:
-            items = await self._store.backend.query(keys.inv(live.inv.id), keys.NOTIFY_PREFIX)
-            for item in items:
-                loaded.pending.append((item, rec.decode(item.value, rec.PendingNotification)))
-            loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
-        return loaded
+        if live.unsaved is not None:  # not stored yet: nothing can have arrived for it
+            return Loaded(live.inv, live.version, live.entries)
+        return await self._store.with_pending(live.inv, live.version, live.entries)
 
     async def _replay(self, inv: rec.Invocation, entries: list[tuple[int, bytes]]) -> bytes:
         """The reply to a batch already applied: the notifications journaled ahead of it."""

@@ -56,19 +56,27 @@ def load_partition(items: list[Item]) -> Loaded | None:
     # A completed invocation with an empty journal had it purged: segments still there are
     # garbage left by a crash between the record's write and their deletion.
     purged = inv.status == rec.Status.COMPLETED and inv.journal_len == 0
+    notes: list[Item] = []
     for item in items:
         sk = item.sk
         if sk.startswith(keys.JOURNAL_PREFIX):
             if not purged:
                 entries.extend(decode_segment(item.value))
         elif sk.startswith(keys.NOTIFY_PREFIX):
-            loaded.pending.append((item, _pending_decoder.decode(item.value)))
+            notes.append(item)
         elif sk.startswith(keys.OUTBOX_PREFIX):
             loaded.outbox.append(item)
         elif sk.startswith(keys.WAITER_PREFIX):
             loaded.waiters.append(item)
-    loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
+    add_pending(loaded, notes)
     return loaded
+
+
+def add_pending(loaded: Loaded, notes: list[Item]) -> None:
+    """Add the pending-notification items ``notes`` to ``loaded``, in arrival order."""
+    for item in notes:
+        loaded.pending.append((item, _pending_decoder.decode(item.value)))
+    loaded.pending.sort(key=lambda p: (p[1].arrived_ms, p[0].sk))
 
 
 @dataclass(slots=True)

@@ -9,7 +9,8 @@ import msgspec
 from backends.api import Backend, Item
 from invoker import keys
 from invoker import records as rec
-from invoker.journal import Loaded, load_partition
+from invoker.journal import Loaded, add_pending, load_partition
+from invoker.processing import Entry
 
 _inv_decoder = msgspec.msgpack.Decoder(rec.Invocation)
 _lock_decoder = msgspec.msgpack.Decoder(rec.LockRecord)
@@ -63,6 +64,13 @@ class Store:
         """Everything an invocation owns (record, journal, pending notifications, ...)."""
         items = await self.backend.query(keys.inv(inv_id))
         return load_partition(items), items
+
+    async def with_pending(self, inv: rec.Invocation, version: int, entries: list[Entry]) -> Loaded:
+        """An invocation's view from memory (record, journal) with the notifications stored
+        for it meanwhile: what an attempt in flight here needs instead of its partition."""
+        loaded = Loaded(inv, version, entries)
+        add_pending(loaded, await self.backend.query(keys.inv(inv.id), keys.NOTIFY_PREFIX))
+        return loaded
 
     async def state(self, service: str, key: str) -> tuple[dict[str, bytes], int]:
         """The K/V state of an object or workflow instance, and its version (0: none)."""
