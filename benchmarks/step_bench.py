@@ -9,7 +9,11 @@ The service is served in process by :class:`restate_lambda.testing.Harness` (the
 store and the app in this event loop; the app mounted via ASGI) on
 :class:`backends.sqlite.SqliteBackend` (a fresh temporary file per repetition, the default
 inline writer, ``synchronous=NORMAL``), and invoked through ``Engine.call``, the path an ingress
-call takes (the invocation runs inline, no sweeper round in between).
+call takes (the invocation runs inline, no sweeper round in between). By default the engine is
+the store's only user, as ``restate-lambda dev`` is on its data directory (``--engine sole``):
+an attempt then reads its pending notifications only when the engine may have written one (see
+:mod:`invoker.notify_watch`); ``--engine shared`` reads them at every step, as engines sharing a
+store must.
 
 For each SDK and repetition the script makes ``--calls`` sequential calls with ``n=1`` and as
 many with ``n=21`` (in alternating order), and takes the mean per call of each block. The
@@ -186,14 +190,14 @@ async def run_block(harness: Any, backend: CountingBackend, n: int, calls: int) 
 
 
 async def one_rep(
-    sdk: str, kind: str, body: str, calls: int, long_first: bool
+    sdk: str, kind: str, body: str, calls: int, long_first: bool, sole: bool = True
 ) -> tuple[Block, Block]:
     """One repetition on a fresh store: warm-up, then the n=1 and n=21 blocks."""
     from restate_lambda.testing import Harness
 
     with tempfile.TemporaryDirectory(prefix="step-bench-") as tmp:
         backend = CountingBackend(make_backend(kind, Path(tmp)))
-        async with Harness(backend) as harness:
+        async with Harness(backend, sole=sole) as harness:
             await harness.mount(build_app(sdk, body))
             for n in (SHORT, LONG):
                 await run_block(harness, backend, n, max(5, calls // 10))
@@ -238,7 +242,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"step_bench: start, {load()}")
     print(
         f"Steps.run(n), n={SHORT} and n={LONG}, {args.calls} sequential calls per block, "
-        f"{args.reps} repetitions; per step = (t{LONG} - t{SHORT}) / {LONG - SHORT}"
+        f"{args.reps} repetitions; per step = (t{LONG} - t{SHORT}) / {LONG - SHORT}; "
+        f"engine: {args.engine}"
     )
     pairs = [
         (s, b, body)
@@ -252,7 +257,9 @@ async def main_async(args: argparse.Namespace) -> None:
         for pair in pairs if rep % 2 == 0 else reversed(pairs):
             sdk, kind, body = pair
             results[pair].append(
-                await one_rep(sdk, kind, body, args.calls, long_first=rep % 2 == 1)
+                await one_rep(
+                    sdk, kind, body, args.calls, long_first=rep % 2 == 1, sole=args.engine == "sole"
+                )
             )
     floor = await write_floor(2000)
 
@@ -301,6 +308,13 @@ def main() -> None:
     parser.add_argument("--sdk", default="ours,sdk", help="ours (restate_lambda), sdk (restate)")
     parser.add_argument("--backend", default="sqlite", help="sqlite, memory (comma-separated)")
     parser.add_argument("--body", default="sync,async", help="step bodies: sync, async")
+    parser.add_argument(
+        "--engine",
+        choices=("sole", "shared"),
+        default="sole",
+        help="sole: the engine is the store's only user, as restate-lambda dev is (default); "
+        "shared: as engines sharing a store (an attempt reads its notifications at every step)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -35,6 +35,7 @@ from backends.api import (
     WriteOp,
 )
 from invoker.api import UnavailableError
+from invoker.notify_watch import NotificationWatch
 
 log = logging.getLogger("restate_lambda.commit")
 
@@ -55,6 +56,7 @@ class Committer:
         retries: extra tries after a transient failure.
         retry_delay_s: first pause between tries (doubled each time).
         sleep: injected for tests.
+        watch: told of every write's end (a sole engine's :class:`NotificationWatch`).
     """
 
     def __init__(
@@ -64,8 +66,10 @@ class Committer:
         retries: int = 3,
         retry_delay_s: float = 0.05,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        watch: NotificationWatch | None = None,
     ) -> None:
         self.backend = backend
+        self._watch = watch
         self.retries = retries
         self.retry_delay_s = retry_delay_s
         self._sleep = sleep
@@ -84,6 +88,20 @@ class Committer:
                 f"a commit of {len(ops)} writes exceeds the store's limit of "
                 f"{self.backend.max_batch_ops} per atomic batch"
             )
+        if self._watch is None:
+            await self._write(ops)
+            return
+        known = False
+        try:
+            await self._write(ops)
+            known = True
+        except ConflictError:
+            known = True
+            raise
+        finally:
+            self._watch.ended(ops, known=known)
+
+    async def _write(self, ops: Sequence[WriteOp]) -> None:
         delay = self.retry_delay_s
         failed: BaseException | None = None
         for attempt in range(self.retries + 1):

@@ -64,6 +64,7 @@ from invoker.ids import workflow_invocation_id
 from invoker.lifecycle import Action, Lifecycle
 from invoker.locks import ObjectLocks
 from invoker.lookup import Lookup
+from invoker.notify_watch import NotificationWatch
 from invoker.operations import Operations
 from invoker.outbox import Outbox
 from invoker.outcomes import LocalWaiters, outcome_of
@@ -100,7 +101,9 @@ class Engine(Operations):
         dispatcher: see ``run_locally``.
         sole: no other engine uses ``backend`` (``restate-lambda dev`` on the store in the data
             directory it holds locked): a blocking call to a free virtual object key then takes
-            the key's lock in its first commit (see :meth:`invoker.locks.ObjectLocks.enqueue`).
+            the key's lock in its first commit (see :meth:`invoker.locks.ObjectLocks.enqueue`),
+            and an attempt in flight reads its notifications only when this engine may have
+            written one (see :mod:`invoker.notify_watch`).
     """
 
     def __init__(
@@ -124,9 +127,13 @@ class Engine(Operations):
         #: this process (an ingress Lambda answers a blocking call without a queue hop).
         self.inline_calls = True
         self.registry = registry = Registry(backend, clock, transports)
-        self.store = store = Store(backend)
+        watch = NotificationWatch() if sole else None
+        self.store = store = Store(backend, watch)
         committer = Committer(
-            backend, retries=config.write_retries, retry_delay_s=config.write_retry_delay_s
+            backend,
+            retries=config.write_retries,
+            retry_delay_s=config.write_retry_delay_s,
+            watch=watch,
         )
         self.background = background = Background()
         self.drivers = drivers = Drivers(background, run_locally=run_locally, dispatcher=dispatcher)

@@ -10,6 +10,7 @@ from backends.api import Backend, Item
 from invoker import keys
 from invoker import records as rec
 from invoker.journal import Loaded, add_pending, load_partition
+from invoker.notify_watch import NotificationWatch
 from invoker.processing import Entry
 
 _inv_decoder = msgspec.msgpack.Decoder(rec.Invocation)
@@ -48,10 +49,15 @@ class Versioned:
 
 
 class Store:
-    """Reads invocations, object state and locks from the backend."""
+    """Reads invocations, object state and locks from the backend.
 
-    def __init__(self, backend: Backend) -> None:
+    ``watch``: on a sole engine, what its committer wrote to notification keys (lets
+    :meth:`with_pending` skip reads that cannot find anything).
+    """
+
+    def __init__(self, backend: Backend, watch: NotificationWatch | None = None) -> None:
         self.backend = backend
+        self._watch = watch
 
     async def invocation(self, inv_id: str) -> Versioned | None:
         """An invocation's record, or None."""
@@ -69,7 +75,17 @@ class Store:
         """An invocation's view from memory (record, journal) with the notifications stored
         for it meanwhile: what an attempt in flight here needs instead of its partition."""
         loaded = Loaded(inv, version, entries)
-        add_pending(loaded, await self.backend.query(keys.inv(inv.id), keys.NOTIFY_PREFIX))
+        pk = keys.inv(inv.id)
+        watch = self._watch
+        if watch is None:
+            add_pending(loaded, await self.backend.query(pk, keys.NOTIFY_PREFIX))
+            return loaded
+        if watch.quiet(pk):
+            return loaded
+        mark = watch.mark()
+        notes = await self.backend.query(pk, keys.NOTIFY_PREFIX)
+        watch.read(pk, mark, found=bool(notes))
+        add_pending(loaded, notes)
         return loaded
 
     async def state(self, service: str, key: str) -> tuple[dict[str, bytes], int]:

@@ -104,6 +104,10 @@ class Harness:
         start_ms: where the manual clock starts (default: a whole hour ahead of wall time).
         config: engine settings.
         data_dir: where the SQLite file goes.
+        sole: the engine is the backend's only user, as ``restate-lambda dev`` is on its own
+            data directory, with the dev server's shortcuts (see ``sole`` of
+            :class:`invoker.engine.Engine`). Off by default: :meth:`restart` cuts the old
+            engine off, but a write it had started may still land under the new one.
 
     Use it as ``async with Harness() as h`` (or the ``restate_harness`` pytest fixture).
     While it is open, handlers of both SDKs in this process read its manual clock.
@@ -118,7 +122,9 @@ class Harness:
         start_ms: int | None = None,
         config: EngineConfig | None = None,
         data_dir: Path | None = None,
+        sole: bool = False,
     ) -> None:
+        self._sole = sole
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if isinstance(backend, str):
             if backend == "memory":
@@ -148,7 +154,7 @@ class Harness:
         transports = Transports()
         for name, app in self._apps.items():
             transports.asgi.mount(name, app)
-        return Engine(self.backend, self.clock, transports, self.config)
+        return Engine(self.backend, self.clock, transports, self.config, sole=self._sole)
 
     @property
     def ingress(self) -> httpx.AsyncClient:
