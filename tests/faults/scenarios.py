@@ -341,4 +341,5 @@ SCENARIOS = [
     Scenario("admin kill", [_kill_start, _kill], _kill_check),
     Scenario("100 sends", [_fan], _fan_check),
     Scenario("our SDK, checkpoints", [_ours], _ours_check),
+    Scenario("our SDK, checkpoints, sole", [_ours], _ours_check, sole=True),
 ]
