@@ -88,7 +88,16 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        # Our own request headers need no checking again: names are lower-cased and
+        # connection-specific ones dropped in ``open``, values come from the engine and from
+        # the deployment's headers, checked at registration (``check_additional_headers``).
+        # h2's checks cost several % of an HTTP/2 call's CPU. The deployment's are checked.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding="utf-8",
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.streams: dict[int, _StreamState] = {}
         self.closed = False
@@ -258,7 +267,9 @@ class _Connection:
         self.writer.close()
 
 
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "host"})
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"}
+)
 
 
 class Http2Client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -164,6 +165,7 @@ class Registry:
         assume_role_arn: str | None,
     ) -> tuple[DeploymentInfo, bool]:
         """Discover ``address`` and store it as a deployment; return it and whether it is new."""
+        check_additional_headers(additional_headers)
         await self.load()
         http2 = not is_arn and not use_http_11 and address.startswith(("http://", "https://"))
         manifest, sdk = await self.discover(
@@ -291,3 +293,24 @@ class Registry:
             ops.append(Delete(keys.SERVICES, name, expect=self._versions[(keys.SERVICES, name)]))
         await self._backend.write(ops)
         await self.load()
+
+
+#: An HTTP field name (RFC 9110 ``token``).
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a field value may not hold: control characters but HTAB (RFC 9110), and non-ASCII
+#: characters (restate-server takes visible ASCII, space and HTAB only, as here).
+_BAD_VALUE_CHAR = re.compile(r"[^\t\x20-\x7e]")
+
+
+def check_additional_headers(headers: dict[str, str]) -> None:
+    """400 unless every header a deployment is registered with can go on the wire as given:
+    the HTTP clients send them without checking again (a CR or LF in a value would otherwise
+    inject headers into every request to the deployment)."""
+    for name, value in headers.items():
+        if not _FIELD_NAME.fullmatch(name):
+            raise BadRequestError(f"additional header name {name[:100]!r} is not a valid HTTP name")
+        if _BAD_VALUE_CHAR.search(value) or value != value.strip(" \t"):
+            raise BadRequestError(
+                f"the value of additional header {name!r} holds control or non-ASCII "
+                "characters, or leading or trailing whitespace"
+            )
