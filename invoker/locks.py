@@ -59,7 +59,9 @@ class ObjectLocks:
     ) -> None:
         """``sole``: no other engine uses this store (``restate-lambda dev`` on the store in
         the data directory it holds locked); blocking calls may then take a free key's lock in
-        their first commit (see :meth:`enqueue`)."""
+        their first commit (see :meth:`enqueue`), and a key without a lock record is
+        remembered as such (every lock record is written by this process, through this
+        class, which updates or forgets what it remembers)."""
         self._store = store
         self._backend = store.backend
         self._committer = committer
@@ -67,7 +69,11 @@ class ObjectLocks:
         self._leases = leases
         self._dispatch = dispatch
         self._mutexes: dict[tuple[str, str], asyncio.Lock] = {}
-        self._cache: dict[str, Item] = {}
+        #: Lock records as last written or read here (None: the key has none; sole only).
+        self._cache: dict[str, Item | None] = {}
+        #: Counts changes to ``_cache``: a read remembers an absent record only if nothing
+        #: was written or forgotten while it ran.
+        self._changes = 0
         self._sole = sole
         #: Keys whose lock a deferred creation holds in memory only, until its first commit.
         self._reserved: dict[str, asyncio.Event] = {}
@@ -82,19 +88,27 @@ class ObjectLocks:
         return lock
 
     async def _read(self, opk: str) -> Item | None:
-        item = self._cache.get(opk)
-        if item is None:
-            item = await self._backend.get(opk, keys.LOCK)
+        if opk in self._cache:
+            return self._cache[opk]
+        changes = self._changes
+        item = await self._backend.get(opk, keys.LOCK)
+        if item is None and self._sole and changes == self._changes:
+            self._remember(opk, None)
         return item
 
-    def _wrote(self, put: Put) -> None:
+    def _remember(self, opk: str, item: Item | None) -> None:
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[put.pk] = Item(put.pk, put.sk, put.value, (put.expect or 0) + 1)
+        self._cache[opk] = item
+        self._changes += 1
+
+    def _wrote(self, put: Put) -> None:
+        self._remember(put.pk, Item(put.pk, put.sk, put.value, (put.expect or 0) + 1))
 
     def forget(self, opk: str) -> None:
         """Drop a cached lock record (after a conflict, or a write that bypassed the cache)."""
         self._cache.pop(opk, None)
+        self._changes += 1
 
     def wrote_ops(self, ops: list[WriteOp]) -> None:
         """Remember lock records among ``ops`` (just committed)."""

@@ -222,3 +222,50 @@ async def test_state_set_around_a_checkpointed_step_commits_in_one_attempt(sole:
         assert app.effects.get("oadd-bump") == 2  # the step ran once per call
     finally:
         await engine.close()
+
+
+class _LockReads(MemoryBackend):
+    """Counts point reads of lock records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock_reads = 0
+
+    async def get(self, pk: str, sk: str) -> Any:
+        if sk == keys.LOCK:
+            self.lock_reads += 1
+        return await super().get(pk, sk)
+
+
+async def test_a_sole_engine_reads_a_missing_lock_record_once() -> None:
+    """Calls that complete at once never write the key's lock record; a sole engine remembers
+    that it has none, and still sees the record once a call that suspends takes the lock."""
+    inner = _LockReads()
+    clock = ManualClock(SystemClock().now_ms())
+    await _registered(inner, clock)
+    engine = await _engine(inner, clock, sole=True)
+    try:
+        for n in (1, 2, 3):
+            outcome = await engine.call(_req("add", "k", 1))
+            assert json.loads(outcome.value) == n
+        assert inner.lock_reads == 1
+        assert await _lock(inner, "k") is None
+        slow = asyncio.ensure_future(engine.call(_req("slow_add", "k", 10)))
+        for _ in range(50):  # it suspends on its sleep, holding the key
+            await asyncio.sleep(0)
+            lock = await _lock(inner, "k")
+            if lock is not None and lock.holder is not None:
+                break
+        queued = asyncio.ensure_future(engine.call(_req("add", "k", 100)))
+        for _ in range(40):
+            clock.advance(500)
+            await engine.tick()
+            await asyncio.sleep(0.01)
+            if slow.done() and queued.done():
+                break
+        assert json.loads((await slow).value) == 13
+        assert json.loads((await queued).value) == 113
+        outcome = await engine.call(_req("add", "k", 1))
+        assert json.loads(outcome.value) == 114
+    finally:
+        await engine.close()
