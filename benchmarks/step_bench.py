@@ -13,7 +13,9 @@ call takes (the invocation runs inline, no sweeper round in between). By default
 the store's only user, as ``restate-lambda dev`` is on its data directory (``--engine sole``):
 an attempt then reads its pending notifications only when the engine may have written one (see
 :mod:`invoker.notify_watch`); ``--engine shared`` reads them at every step, as engines sharing a
-store must.
+store must. The event loop is uvloop, as ``restate-lambda dev`` runs (``--loop asyncio``: the
+standard library's, as a plain ``asyncio.run`` test does; a plain-function step's hop to a worker
+thread and back costs about twice the CPU there).
 
 For each SDK and repetition the script makes ``--calls`` sequential calls with ``n=1`` and as
 many with ``n=21`` (in alternating order), and takes the mean per call of each block. The
@@ -243,7 +245,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(
         f"Steps.run(n), n={SHORT} and n={LONG}, {args.calls} sequential calls per block, "
         f"{args.reps} repetitions; per step = (t{LONG} - t{SHORT}) / {LONG - SHORT}; "
-        f"engine: {args.engine}"
+        f"engine: {args.engine}; loop: {args.loop}"
     )
     pairs = [
         (s, b, body)
@@ -315,7 +317,19 @@ def main() -> None:
         help="sole: the engine is the store's only user, as restate-lambda dev is (default); "
         "shared: as engines sharing a store (an attempt reads its notifications at every step)",
     )
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop: uvloop, as restate-lambda dev runs (default), or asyncio's own",
+    )
+    args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main_async(args))
+    else:
+        asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
