@@ -91,7 +91,8 @@ class _Connection:
         # Our own request headers need no checking again: names are lower-cased and
         # connection-specific ones dropped in ``open``, values come from the engine and from
         # the deployment's headers, checked at registration (``check_additional_headers``).
-        # h2's checks cost several % of an HTTP/2 call's CPU. The deployment's are checked.
+        # h2's checks of them cost about 35 us of CPU per stream (measured: opening and resetting
+        # streams with and without), 2 % of an HTTP/2 call. The deployment's are still checked.
         config = h2.config.H2Configuration(
             client_side=True,
             header_encoding="utf-8",
