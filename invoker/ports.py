@@ -30,12 +30,9 @@ class DeferredLock:
     #: Ends the reservation: True once a commit took the lock, False once one only checked it,
     #: None when nothing is known to be stored (only the first call counts).
     release: Callable[[bool | None], None]
-    #: Whether the last commit built took the lock (rather than checked it).
-    took: bool = False
 
     def op(self, completing: bool) -> WriteOp:
         """The write of the first commit: a check when it completes the invocation."""
-        self.took = not completing
         if completing:
             return Check(self.take.pk, self.take.sk, self.take.expect or 0)
         return self.take
@@ -77,9 +74,10 @@ class Claimed:
         return out
 
     def saved(self) -> None:
-        """A commit applied: the invocation is stored, with its lock if it holds one."""
+        """A commit applied: the invocation is stored, with its lock unless that commit
+        completed it (then the lock was only checked, see :meth:`DeferredLock.op`)."""
         if self.unsaved is not None and self.deferred_lock is not None:
-            self.deferred_lock.release(self.deferred_lock.took)
+            self.deferred_lock.release(self.inv.status != rec.Status.COMPLETED)
         self.unsaved = None
 
     def fold_into_creation(self, entries: list[Entry]) -> bool:
