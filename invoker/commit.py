@@ -88,10 +88,7 @@ class Committer:
                 f"a commit of {len(ops)} writes exceeds the store's limit of "
                 f"{self.backend.max_batch_ops} per atomic batch"
             )
-        if self._watch is None:
-            await self._write(ops)
-            return
-        known = False
+        known = False  # whether the write applied or certainly did not (for the watch)
         try:
             await self._write(ops)
             known = True
@@ -99,7 +96,8 @@ class Committer:
             known = True
             raise
         finally:
-            self._watch.ended(ops, known=known)
+            if self._watch is not None:
+                self._watch.ended(ops, known=known)
 
     async def _write(self, ops: Sequence[WriteOp]) -> None:
         delay = self.retry_delay_s

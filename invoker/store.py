@@ -77,14 +77,12 @@ class Store:
         loaded = Loaded(inv, version, entries)
         pk = keys.inv(inv.id)
         watch = self._watch
-        if watch is None:
-            add_pending(loaded, await self.backend.query(pk, keys.NOTIFY_PREFIX))
+        if watch is not None and watch.quiet(pk):
             return loaded
-        if watch.quiet(pk):
-            return loaded
-        mark = watch.mark()
+        mark = watch.mark() if watch is not None else 0
         notes = await self.backend.query(pk, keys.NOTIFY_PREFIX)
-        watch.read(pk, mark, found=bool(notes))
+        if watch is not None:
+            watch.read(pk, mark, found=bool(notes))
         add_pending(loaded, notes)
         return loaded
 
