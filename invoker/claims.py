@@ -12,10 +12,10 @@ import enum
 import logging
 
 from backends.api import Check, ConflictError, Delete, Item, Put, WriteOp
-from invoker import keys
+from invoker import journal, keys
 from invoker import records as rec
 from invoker.commit import Committer
-from invoker.journal import Loaded, Pending, encode_segment, satisfied, take_pending
+from invoker.journal import Loaded, Pending, satisfied, take_pending
 from invoker.locks import ObjectLocks
 from invoker.policies import Leases
 from invoker.ports import Claimed
@@ -156,9 +156,6 @@ def _absorb(loaded: Loaded, now: int) -> Pending:
     inv = loaded.invocation
     out = take_pending(loaded, now)
     if out.entries:
-        out.ops.append(
-            Put(keys.inv(inv.id), keys.journal(inv.journal_len), encode_segment(out.entries))
-        )
-        inv.journal_len += len(out.entries)
+        out.ops += journal.append(inv, out.entries)
         loaded.entries.extend(out.entries)
     return out

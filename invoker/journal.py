@@ -1,4 +1,16 @@
-"""Journal segments and the per-invocation view loaded from one partition query."""
+"""Journal segments, the record's journal tail, and the per-invocation view loaded from one
+partition query.
+
+**Where entries live.** A commit's new entries go into the invocation record itself (its
+``tail``) while the tail stays within :data:`TAIL_BUDGET_BYTES`; a commit that would overflow it
+writes the tail and its entries as one segment item ``j/{first index}`` and starts an empty tail
+(:func:`append`). The journal is the segments in key order, then the tail. Why: every commit
+writes the record anyway (its compare-and-set is the fence), so a small step's commit becomes a
+single-item write instead of two. On DynamoDB that is a plain conditional ``PutItem`` (1 write
+unit for an item under 1 KB) instead of a two-item transaction (4 units by AWS's per-item rule):
+``benchmarks/cost_bench.py`` measures it (see ``docs/scale.md``). The budget keeps the record,
+typically 350-550 bytes, under DynamoDB's 1 KB write unit with the tail full.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +18,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from backends.api import Delete, Item, WriteOp
+from backends.api import Delete, Item, Put, WriteOp
 from invoker import keys
 from invoker import records as rec
 from invoker.processing import Entry, notification_entry, notification_ids
@@ -26,6 +38,37 @@ def encode_segment(entries: list[Entry]) -> bytes:
 def decode_segment(data: bytes) -> list[Entry]:
     """Decode a journal segment."""
     return _seg_decoder.decode(data)
+
+
+#: Most bytes of entries (payloads plus a few bytes each) the record's tail holds.
+TAIL_BUDGET_BYTES = 384
+_ENTRY_OVERHEAD = 4
+
+
+def _tail_bytes(entries: list[Entry]) -> int:
+    return sum(len(payload) + _ENTRY_OVERHEAD for _ty, payload in entries)
+
+
+def append(inv: rec.Invocation, entries: list[Entry]) -> list[WriteOp]:
+    """Append ``entries`` to ``inv``'s journal: ``journal_len`` and ``tail`` change, and the
+    returned ops (none, or one segment) store what does not stay in the record. The record
+    must be written in the same batch. ``inv.tail`` is replaced, never mutated, so a caller
+    undoes a failed commit by restoring the old list and length."""
+    if not entries:
+        return []
+    start = inv.journal_len - len(inv.tail)
+    inv.journal_len += len(entries)
+    if _tail_bytes(inv.tail) + _tail_bytes(entries) <= TAIL_BUDGET_BYTES:
+        inv.tail = [*inv.tail, *entries]
+        return []
+    segment = Put(keys.inv(inv.id), keys.journal(start), encode_segment([*inv.tail, *entries]))
+    inv.tail = []
+    return [segment]
+
+
+def in_segments(inv: rec.Invocation) -> bool:
+    """Whether some of ``inv``'s journal is stored in segment items (not all in its tail)."""
+    return inv.journal_len > len(inv.tail)
 
 
 def decode_invocation(data: bytes) -> rec.Invocation:
@@ -68,6 +111,8 @@ def load_partition(items: list[Item]) -> Loaded | None:
             loaded.outbox.append(item)
         elif sk.startswith(keys.WAITER_PREFIX):
             loaded.waiters.append(item)
+    if not purged:
+        entries.extend(inv.tail)
     add_pending(loaded, notes)
     return loaded
 

@@ -3,8 +3,9 @@
 Partition ``inv/{id}`` holds everything one invocation owns, so a resume reads it with one
 query:
 
-* ``j/{first_index:010d}``  a journal segment (entries appended by one commit)
-* ``meta``                  the :class:`~invoker.records.Invocation` record (CAS; due = next run)
+* ``j/{first_index:010d}``  a journal segment (entries that overflowed the record's tail)
+* ``meta``                  the :class:`~invoker.records.Invocation` record (CAS; due = next run),
+  with the newest journal entries in its ``tail`` (see :func:`invoker.journal.append`)
 * ``n/{kind}/{id}``         a notification waiting to enter the journal (create-if-absent)
 * ``o/{version:010d}``      the outbox of the commit that wrote ``meta`` at ``version``
 * ``w/{waiter}/{cid}``      another invocation attached to this one's result

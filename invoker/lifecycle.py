@@ -243,9 +243,10 @@ class Lifecycle:
         inv = found.inv
         if inv.status != rec.Status.COMPLETED:
             raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
-        if inv.journal_len or inv.commands_len or inv.journal_expires_ms is not None:
+        if inv.journal_len or inv.commands_len or inv.journal_expires_ms is not None or inv.tail:
             inv.journal_len = 0
             inv.commands_len = 0
+            inv.tail = []
             inv.journal_expires_ms = None
             inv.modified_ms = self._clock.now_ms()
             await self._committer.write(

@@ -24,12 +24,13 @@ import logging
 from dataclasses import dataclass
 
 from backends.api import ConflictError, Delete, Item, Put, WriteOp
-from invoker import keys
+from invoker import journal, keys
 from invoker import records as rec
 from invoker.commit import Committer, CommitUnknownError
 from invoker.journal import decode_segment
 from invoker.policies import Leases
 from invoker.ports import Claimed, DeferredLock, Dispatch
+from invoker.processing import Entry
 from invoker.store import Store, decode_invocation, decode_lock
 from restate_lambda.clock import Clock
 
@@ -231,6 +232,16 @@ class ObjectLocks:
             raise ConflictError(f"invocation {inv_id} was concurrently purged")
         return found.inv
 
+    async def _inboxed_journal(self, inv: rec.Invocation) -> list[Entry] | None:
+        """A queued invocation's journal (its input, or a restarted one's copied journal): the
+        record's tail, after the creation segment ``j/0`` when there is one (None: missing)."""
+        if not journal.in_segments(inv):
+            return list(inv.tail)
+        segment = await self._backend.get(keys.inv(inv.id), keys.journal(0))
+        if segment is None:
+            return None
+        return [*decode_segment(segment.value), *inv.tail]
+
     async def handover(self, service: str, key: str, holder: str) -> Handover | None:
         """Writes that pass ``service/key``'s lock from ``holder`` to the next queued invocation
         (or free it), to commit together with the holder's completion.
@@ -264,8 +275,8 @@ class ObjectLocks:
         nxt = decode_invocation(meta.value)
         if nxt.status != rec.Status.INBOXED:
             return None
-        segment = await self._backend.get(keys.inv(next_id), keys.journal(0))
-        if segment is None:
+        entries = await self._inboxed_journal(nxt)
+        if entries is None:
             return None
         lock.holder = next_id
         lock.head += 1
@@ -277,7 +288,7 @@ class ObjectLocks:
         ]
         if not claimed:
             return Handover(ops, next_id)
-        return Handover(ops, Claimed(nxt, meta.version + 1, decode_segment(segment.value)))
+        return Handover(ops, Claimed(nxt, meta.version + 1, entries))
 
     def start_next(self, handover: Handover) -> None:
         """After the commit that carried ``handover``: drive the new holder."""
@@ -344,9 +355,8 @@ class ObjectLocks:
                 continue
             assert meta is not None
             if claimed:
-                seg = await self._backend.get(keys.inv(nxt.id), keys.journal(0))
-                entries = decode_segment(seg.value) if seg else []
-                self._dispatch.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries))
+                entries = await self._inboxed_journal(nxt)
+                self._dispatch.dispatch(nxt.id, Claimed(nxt, meta.version + 1, entries or []))
             else:
                 self._dispatch.dispatch(nxt.id)
             return

@@ -7,15 +7,12 @@ through its constructor, typed by these protocols where a concrete import would 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from backends.api import Check, Put, WriteOp
-from invoker import keys
 from invoker import records as rec
-from invoker.journal import encode_segment
 from invoker.processing import Entry
 
 
@@ -53,24 +50,15 @@ class Claimed:
     #: An exclusive invocation's lock, taken by its deferred creation (with ``unsaved``).
     deferred_lock: DeferredLock | None = None
 
-    def creation(
-        self, ops: Sequence[WriteOp], *, expires_ms: int | None = None, completing: bool = False
-    ) -> list[WriteOp]:
+    def creation(self, ops: Sequence[WriteOp], *, completing: bool = False) -> list[WriteOp]:
         """``ops`` (fence first) followed by the deferred creation writes, if any.
 
-        ``expires_ms`` stamps every Put with a store-side expiry (an invocation completed in the
-        commit that created it: the store may drop it all at retention's end).
         ``completing``: this commit completes the invocation (a deferred lock is then only
         checked, never taken).
         """
         out = [*ops, *(self.unsaved or [])]
         if self.unsaved is not None and self.deferred_lock is not None:
             out.append(self.deferred_lock.op(completing))
-        if expires_ms is not None:
-            out = [
-                dataclasses.replace(op, expires_ms=expires_ms) if isinstance(op, Put) else op
-                for op in out
-            ]
         return out
 
     def saved(self) -> None:
@@ -79,17 +67,6 @@ class Claimed:
         if self.unsaved is not None and self.deferred_lock is not None:
             self.deferred_lock.release(self.inv.status != rec.Status.COMPLETED)
         self.unsaved = None
-
-    def fold_into_creation(self, entries: list[Entry]) -> bool:
-        """Fold ``entries`` into the deferred first journal segment (one item instead of two:
-        half the write units of a call that completes at once on DynamoDB)."""
-        if not self.unsaved:
-            return False
-        first = self.unsaved[0]
-        if not isinstance(first, Put) or first.sk != keys.journal(0):
-            return False
-        self.unsaved[0] = Put(first.pk, first.sk, encode_segment([*self.entries, *entries]))
-        return True
 
 
 class Dispatch(Protocol):

@@ -120,6 +120,10 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: retention is shorter than its idempotency or workflow retention); None once it is gone,
     #: or when it goes with the record at ``expires_ms``. Older records decode without it.
     journal_expires_ms: int | None = None
+    #: The newest journal entries, kept in the record itself instead of a segment item while
+    #: they fit in :data:`invoker.journal.TAIL_BUDGET_BYTES` (they follow every ``j/`` segment;
+    #: see :func:`invoker.journal.append`). Older records decode without it.
+    tail: list[tuple[int, bytes]] = []
 
 
 def writes_state(inv: Invocation) -> bool:

@@ -15,12 +15,11 @@ import random
 import re
 
 from backends.api import ConflictError, Put, WriteOp
-from invoker import keys
+from invoker import journal, keys
 from invoker import records as rec
 from invoker.api import BadRequestError, ConflictingRequestError, GoneError, NotFoundError
 from invoker.commit import Committer
 from invoker.ids import new_invocation_id, parse_invocation_id
-from invoker.journal import encode_segment
 from invoker.locks import ObjectLocks
 from invoker.policies import Leases
 from invoker.ports import Claimed, Dispatch
@@ -149,13 +148,12 @@ class Restarts:
             invoked_by="restart_as_new",
             deployment_id=pin,
             protocol_version=protocol,
-            journal_len=len(entries),
             commands_len=sum(1 for ty, _ in entries if is_command(ty)),
             last_stored_ms=now,
             random_seed=self._rng.getrandbits(63),
         )
         pk = keys.inv(new_id)
-        ops: list[WriteOp] = [Put(pk, keys.journal(0), encode_segment(entries))]
+        ops: list[WriteOp] = journal.append(inv, entries)
         if old.service_kind == "virtual_object" and old.handler_kind == "exclusive":
             await self._locks.enqueue(inv, ops, entries)
             return new_id

@@ -23,12 +23,12 @@ import logging
 from dataclasses import dataclass, field
 
 from backends.api import ConflictError, Put, ValueTooLargeError, WriteOp
-from invoker import keys, tracing
+from invoker import journal, keys, tracing
 from invoker import records as rec
 from invoker.commit import Committer, CommitTooLargeError, CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.hopeless import never_succeeds
-from invoker.journal import Pending, encode_segment, resolved_of, satisfied
+from invoker.journal import Pending, resolved_of, satisfied
 from invoker.locks import Handover, ObjectLocks
 from invoker.outbox import Outbox
 from invoker.outcomes import LocalWaiters, unavailable
@@ -170,22 +170,23 @@ class Settler:
         inv.retry_count = 0
         if inv.caller is not None or inv.has_waiters:
             batch.effects.append(rec.Effect("notify"))
-        # Completed in the commit that created it, with nothing left to apply: everything it
-        # has is in this batch, so a store with item expiry (DynamoDB TTL) can drop it at
-        # retention's end for free; otherwise the sweeper purges it then (and its journal
-        # first, at the journal's own expiry, when that is earlier).
-        store_expiry = (
-            self._committer.backend.supports_expiry
-            and st.unsaved is not None
-            and not batch.effects
+        # A store with item expiry (DynamoDB TTL) drops the record at retention's end for free
+        # when the record is all the invocation left in its partition (see ``_commit``);
+        # otherwise the sweeper purges it then (its journal first, at the journal's own expiry,
+        # when that is earlier; a finished workflow's state and promises with it).
+        expiry = (
+            inv.expires_ms
+            if self._committer.backend.supports_expiry
             and inv.journal_expires_ms is None
+            and inv.handler_kind != "workflow"
+            else None
         )
-        due = None if store_expiry else rec.due_of(inv)
+        due = rec.due_of(inv)
         holds_lock = inv.key is not None and inv.handler_kind == "exclusive"
         if st.unsaved is not None and st.deferred_lock is not None:
             holds_lock = False  # never stored as taken: the creation checks it is still free
         if not holds_lock:
-            await self._commit(st, batch, due, expires_ms=inv.expires_ms if store_expiry else None)
+            await self._commit(st, batch, due, expiry=expiry)
             return
         assert inv.key is not None
         async with self._locks.mutex(inv.service, inv.key):
@@ -194,7 +195,7 @@ class Settler:
                 if handover is None:
                     break
                 try:
-                    await self._commit(st, batch, due, handover=handover)
+                    await self._commit(st, batch, due, handover=handover, expiry=expiry)
                     return
                 except _LockMoved:
                     # Another process queued behind the lock meanwhile: read it again.
@@ -316,7 +317,7 @@ class Settler:
         due: int | None,
         *,
         handover: Handover | None = None,
-        expires_ms: int | None = None,
+        expiry: int | None = None,
         conflicts: str = "settle",
     ) -> bool:
         """Commit ``st.inv`` with ``batch``; True when applied (then follow it up).
@@ -325,14 +326,16 @@ class Settler:
         paused, taken over): the attempt is dropped and the invocation looked at again. A
         conflict elsewhere repeats on every try, so it fails the attempt with backoff.
         ``conflicts="raise"``: raise them instead (a checkpoint decides for itself).
+        ``expiry`` (a completion): when this commit leaves nothing of the invocation but its
+        record (no journal segment, no outbox item: conditions in ``_end``), the record gets
+        no due time and expires in the store at ``expiry`` instead of being purged. Items that
+        reach it later (a notification racing this commit) are due and dropped by the sweeper.
         """
         inv = st.inv
         pk = keys.inv(inv.id)
         ops: list[WriteOp] = [Put(pk, keys.META, b"", expect=st.version, due_ms=due)]
-        journal_entries = batch.entries
-        if journal_entries and not st.fold_into_creation(journal_entries):
-            ops.append(Put(pk, keys.journal(inv.journal_len), encode_segment(journal_entries)))
-        inv.journal_len += len(journal_entries)
+        old_len, old_tail = inv.journal_len, inv.tail
+        ops += journal.append(inv, batch.entries)
         ops += batch.ops
         outbox: Put | None = None
         if batch.effects:
@@ -340,14 +343,17 @@ class Settler:
             ops.append(outbox)
         if handover is not None:
             ops += handover.ops
-        ops[0] = Put(pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due)
+        expires_ms = None
+        if expiry is not None and outbox is None and not journal.in_segments(inv):
+            expires_ms, due = expiry, None
+        ops[0] = Put(
+            pk, keys.META, rec.encode(inv), expect=st.version, due_ms=due, expires_ms=expires_ms
+        )
         try:
             completing = inv.status == rec.Status.COMPLETED
-            await self._committer.write(
-                st.creation(ops, expires_ms=expires_ms, completing=completing)
-            )
+            await self._committer.write(st.creation(ops, completing=completing))
         except ConflictError as exc:
-            inv.journal_len -= len(journal_entries)
+            inv.journal_len, inv.tail = old_len, old_tail
             if handover is not None and exc.index is not None:
                 first = len(ops) - len(handover.ops)
                 if first <= exc.index < len(ops):
@@ -357,12 +363,12 @@ class Settler:
             await self._lost(st, exc)
             return False
         except (CommitTooLargeError, ValueTooLargeError) as exc:
-            inv.journal_len -= len(journal_entries)
+            inv.journal_len, inv.tail = old_len, old_tail
             log.warning("invocation %s: %s", inv.id, exc)
             await self._too_large(st, exc)
             return False
         except CommitUnknownError as exc:
-            inv.journal_len -= len(journal_entries)
+            inv.journal_len, inv.tail = old_len, old_tail
             await self._unknown(st, exc)
             raise
         self._after(st, batch, handover, outbox)

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from backends.api import ConflictError, Put, WriteOp
-from invoker import keys, tracing
+from invoker import journal, keys, tracing
 from invoker import records as rec
 from invoker.api import (
     ConflictingRequestError,
@@ -23,7 +23,6 @@ from invoker.api import (
 from invoker.commit import Committer, CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.ids import idempotent_invocation_id, new_invocation_id, workflow_invocation_id
-from invoker.journal import encode_segment
 from invoker.locks import ObjectLocks
 from invoker.policies import Leases
 from invoker.ports import Claimed, Dispatch
@@ -139,7 +138,6 @@ class Submission:
             invoked_by="service" if parent_id else "ingress",
             caller=caller,
             parent_id=parent_id,
-            journal_len=1,
             commands_len=1,
             last_stored_ms=now,
             random_seed=random_seed_of(inv_id),
@@ -148,7 +146,7 @@ class Submission:
             inv.trace = tracer.new_context(request.headers)
         entries = [_input_entry(request)]
         pk = keys.inv(inv_id)
-        ops: list[WriteOp] = [Put(pk, keys.journal(0), encode_segment(entries))]
+        ops: list[WriteOp] = journal.append(inv, entries)
         exclusive = svc.kind == "virtual_object" and handler.kind == "exclusive"
         claimed = False
         if scheduled_ms is not None and scheduled_ms > now:

@@ -30,5 +30,6 @@ async def test_one_write_per_step(sdk: str) -> None:
     steps = bench.LONG - bench.SHORT
     per_step = {k: (long.counts.get(k, 0) - short.counts.get(k, 0)) / steps for k in long.counts}
     assert per_step["write"] == 1.0
-    assert per_step["ops"] == 2.0
+    # the record alone, and now and then a segment when the record's journal tail overflows
+    assert 1.0 <= per_step["ops"] <= 1.1
     assert long.wall_ms > short.wall_ms > 0

@@ -13,7 +13,7 @@ import pytest
 from backends.api import ConflictError
 from backends.memory import MemoryBackend
 from infra.testing import TestEnvironment, running_environment
-from invoker import keys
+from invoker import journal, keys
 from invoker.api import BadRequestError, ConflictingRequestError, GoneError, NotFoundError
 from restate_lambda.testing import InvocationFailed
 from tests.lifecycle import apps
@@ -223,9 +223,12 @@ async def test_journal_retention_longer_than_idempotency_retention(env: TestEnvi
     assert await _items(env, inv) == []
 
 
-async def test_journal_purge_interrupted_leaves_nothing_stuck(env: TestEnvironment) -> None:
+async def test_journal_purge_interrupted_leaves_nothing_stuck(
+    env: TestEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A crash after the record's write but before the segments' deletion leaves garbage that
     nothing reads and the final purge deletes; a conflict on the record retries."""
+    monkeypatch.setattr(journal, "TAIL_BUDGET_BYTES", 0)  # every entry in a segment item
     committer = env.engine.lifecycle._committer
     real_write, real_delete = committer.write, committer.delete_garbage
     faults = {"write": 1, "delete": 1}
