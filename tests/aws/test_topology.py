@@ -224,3 +224,39 @@ def test_a_call_past_the_gateway_deadline_goes_on_and_can_be_attached(
         s.pump(until=lambda: s.http("GET", f"/restate/invocation/{inv_id}/output")[0] == 200)
         status, _, body = s.http("GET", f"/restate/invocation/{inv_id}/output")
         assert (status, json.loads(body)) == (200, "slept")
+
+
+def test_a_finished_invocation_leaves_one_item_that_dynamodb_expires(
+    stack: Stack, clock: ManualClock
+) -> None:
+    """The journal rides in the invocation record and the record gets the table's TTL (``xt``)
+    instead of a due time, so nothing is left for the sweeper to purge (checked on the raw
+    items of DynamoDB Local, which keeps expired items; AWS deletes them)."""
+    from tests.support.aws import SERVERS
+
+    status, _, body = stack.http("POST", "/Steps/five/send", "1", headers={"idempotency-key": "k"})
+    assert status == 202, body
+    inv_id = json.loads(body)["invocationId"]
+    stack.pump()
+    assert body_json(stack.http("GET", f"/restate/invocation/{inv_id}/output")) == 6
+    client = SERVERS.client("dynamodb")
+
+    def items() -> list[dict[str, object]]:
+        page = client.query(
+            TableName=stack.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"inv/{inv_id}"}},
+            ConsistentRead=True,
+        )
+        return list(page["Items"])
+
+    (record,) = items()
+    assert record["sk"] == {"S": "meta"}
+    assert "xt" in record and "d" not in record and "ds" not in record
+    expires_s = int(record["xt"]["N"])  # type: ignore[index]
+    retention_s = expires_s - clock.now_ms() // 1000
+    assert 23 * 3600 < retention_s <= 24 * 3600 + 1  # the handler's idempotency retention: 1 day
+    clock.advance(2 * 24 * 3600 * 1000)
+    stack.sweep()
+    stack.pump()
+    assert [i["sk"] for i in items()] == [{"S": "meta"}]  # not purged: the store's TTL drops it
