@@ -150,7 +150,14 @@ class _Connection:
             if self.closed:
                 raise Http2Error("connection closed")
             stream_id = self.h2.get_next_available_stream_id()
-            state = _StreamState(asyncio.get_running_loop().create_future())
+            answer: asyncio.Future[list[tuple[str, str]]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            # A stream's failure also reaches its reader through ``data``; an attempt that ended
+            # before awaiting the response must not leave asyncio logging "Future exception was
+            # never retrieved" when the connection goes.
+            answer.add_done_callback(_retrieve)
+            state = _StreamState(answer)
             self.streams[stream_id] = state
             request_headers: Sequence[tuple[str, str]] = [
                 (":method", method),
@@ -266,6 +273,11 @@ class _Connection:
             with contextlib.suppress(BaseException):
                 await self._reader_task
         self.writer.close()
+
+
+def _retrieve(future: asyncio.Future[list[tuple[str, str]]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 _HOP_BY_HOP = frozenset(
