@@ -243,7 +243,7 @@ class Lifecycle:
         inv = found.inv
         if inv.status != rec.Status.COMPLETED:
             raise ConflictingRequestError(f"The invocation '{inv.id}' is not yet completed.")
-        if inv.journal_len or inv.commands_len or inv.journal_expires_ms is not None or inv.tail:
+        if inv.journal_len or inv.commands_len or inv.journal_expires_ms is not None:
             inv.journal_len = 0
             inv.commands_len = 0
             inv.tail = []
