@@ -42,6 +42,11 @@ class Policies:
             return found[1].inactivity_timeout_ms / 1000
         return self._config.inactivity_timeout_s
 
+    @property
+    def lease_margin_ms(self) -> int:
+        """How long a lease outlives the attempt's own timeout (``EngineConfig``)."""
+        return self._config.lease_margin_ms
+
     def lease_ms(self, inv: rec.Invocation) -> int:
         """How long a claim of ``inv`` lasts: its attempt timeout plus the lease margin."""
         return int(self.attempt_timeout_s(inv) * 1000) + self._config.lease_margin_ms
@@ -116,10 +121,15 @@ class Leases:
         self.run_locally = run_locally
 
     def take(self, inv: rec.Invocation, now: int) -> int:
-        """Make ``inv`` RUNNING under this engine's lease; return the lease's end (its due)."""
+        """Make ``inv`` RUNNING under this engine's lease (a new attempt); return the lease's
+        end (its due). A lease this engine already holds is kept while it still covers the
+        new attempt (see :meth:`extend`)."""
+        held = inv.status == rec.Status.RUNNING and inv.lease_owner == self.node_id
         inv.status = rec.Status.RUNNING
         inv.lease_owner = self.node_id
-        inv.lease_until_ms = now + self._policies.lease_ms(inv)
+        if not held:
+            inv.lease_until_ms = None
+        end = self.extend(inv, now)
         inv.attempts += 1
         inv.attempt_token = secrets.token_urlsafe(12)
         inv.checkpoint = None
@@ -128,7 +138,24 @@ class Leases:
         inv.waiting_completions = []
         inv.waiting_signals = []
         inv.waiting_named_signals = []
-        return inv.lease_until_ms
+        return end
+
+    def extend(self, inv: rec.Invocation, now: int) -> int:
+        """Renew the lease of ``inv``'s attempt in flight when what is left of it no longer
+        covers a whole attempt plus half the lease margin; return its end (the record's due).
+
+        The end moves only then (at most once per half margin, 15 s by default, of a long
+        attempt), not at every step: the end is the record's due time, an indexed attribute,
+        and on DynamoDB a write that changes it costs 3 write units (the table's and the due
+        index's delete and put) where a write that keeps it costs 1. Every commit of the
+        attempt still leaves at least ``attempt timeout + margin / 2`` of lease, so an engine
+        never runs an attempt past its lease.
+        """
+        lease = self._policies.lease_ms(inv)
+        end = inv.lease_until_ms
+        if end is None or end - now < lease - self._policies.lease_margin_ms // 2:
+            end = inv.lease_until_ms = now + lease
+        return end
 
     def initial(
         self, inv: rec.Invocation, now: int, run_here: bool = False

@@ -228,8 +228,8 @@ class Settler:
         batch.ops += arrived.ops
         first_own = request_index + len(arrived.entries)
         inv.checkpoint = (request_index, first_own, first_own + len(p.entries))
-        inv.lease_until_ms = now + self._policies.lease_ms(inv)
-        if not await self._commit(st, batch, inv.lease_until_ms, conflicts="raise"):
+        due = self._leases.extend(inv, now)
+        if not await self._commit(st, batch, due, conflicts="raise"):
             raise ConflictError("the checkpoint cannot be stored; the invocation was ended")
 
     # -- failures ------------------------------------------------------------------------------
