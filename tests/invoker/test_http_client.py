@@ -1,0 +1,144 @@
+"""The HTTP/1.1 client of request-response deployments, against a raw socket server that answers
+with exactly the bytes each test gives it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from invoker.http_client import HttpClient, HttpClientError
+
+
+class _Server:
+    """Answers the n-th request with ``answers[n]`` (the last one from then on);
+    ``close_after`` closes each connection after answering that many requests on it."""
+
+    def __init__(self, answers: list[bytes], close_after: int | None = None) -> None:
+        self.answers = answers
+        self.close_after = close_after
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                writer.write(self.answers[min(len(self.requests), len(self.answers)) - 1])
+                await writer.drain()
+                served += 1
+                if self.close_after is not None and served >= self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        writer.close()
+
+
+@asynccontextmanager
+async def _serving(server: _Server) -> AsyncIterator[str]:
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        listener.close()
+
+
+async def _ask(answers: list[bytes], **kwargs: object) -> tuple[list[object], _Server]:
+    server = _Server(answers)
+    client = HttpClient()
+    out: list[object] = []
+    async with _serving(server) as url:
+        for _ in range(len(answers)):
+            out.append(await client.request("POST", f"{url}/x?y=1", {"a": "b"}, b"hi", **kwargs))  # type: ignore[arg-type]
+    await client.close()
+    return out, server
+
+
+async def test_status_headers_and_a_sized_body() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Odd:  spaced \r\n"
+    answer += b"Content-Length: 5\r\n\r\nhello"
+    (response,), server = await _ask([answer])
+    assert response.status == 200  # type: ignore[attr-defined]
+    assert response.headers == {  # type: ignore[attr-defined]
+        "content-type": "application/json",
+        "x-odd": "spaced",
+        "content-length": "5",
+    }
+    assert response.body == b"hello"  # type: ignore[attr-defined]
+    assert server.requests[0].startswith(b"POST /x?y=1 HTTP/1.1\r\nhost: 127.0.0.1:")
+    assert server.requests[0].endswith(b"a: b\r\ncontent-length: 2\r\n\r\nhi")
+
+
+async def test_a_chunked_body_with_trailers_and_a_response_without_headers() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n"
+    bare = b"HTTP/1.1 204 No Content\r\n\r\n"
+    (first, second), server = await _ask([chunked, bare])
+    assert (first.status, first.body) == (200, b"abcde")  # type: ignore[attr-defined]
+    assert (second.status, second.headers, second.body) == (204, {}, b"")  # type: ignore[attr-defined]
+    assert server.connections == 1  # kept alive between the two
+
+
+async def test_a_body_ended_by_closing_the_connection_is_read_and_the_connection_dropped() -> None:
+    server = _Server([b"HTTP/1.1 200 OK\r\n\r\nuntil the end"], close_after=1)
+    client = HttpClient()
+    async with _serving(server) as url:
+        first = await client.request("GET", f"{url}/", {})
+        second = await client.request("GET", f"{url}/", {})
+    assert first.body == second.body == b"until the end"
+    assert server.connections == 2
+    await client.close()
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_replaced() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = _Server([answer], close_after=1)  # closes after answering, without saying so
+    client = HttpClient()
+    async with _serving(server) as url:
+        for _ in range(3):
+            assert (await client.request("GET", f"{url}/", {})).body == b"ok"
+            await asyncio.sleep(0.01)  # let the close reach us (or not: the retry covers it)
+    assert server.connections == 3
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world", "over the limit of 5"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", "over 1 MiB"),
+        (b"SPDY/3 200 OK\r\n\r\n", "malformed status line"),
+        (b"HTTP/1.1 OK\r\n\r\n", "ValueError"),
+    ],
+)
+async def test_a_bad_response_is_a_client_error(answer: bytes, message: str) -> None:
+    with pytest.raises(HttpClientError, match=message):
+        await _ask([answer], max_body=5)
+
+
+async def test_a_connection_that_never_answers_times_out() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await asyncio.sleep(5)
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = HttpClient()
+    try:
+        with pytest.raises(HttpClientError, match=r"no response within 0\.2 s"):
+            await client.request("GET", f"http://127.0.0.1:{port}/", {}, timeout=0.2)
+    finally:
+        listener.close()
+        await client.close()
