@@ -10,14 +10,26 @@ Derivation makes a duplicate a create-if-absent conflict, which turns into a rea
 
 from __future__ import annotations
 
-import functools
-
 from restate_lambda.protocol.ids import AwakeableId, InvocationId
+
+#: Raw bytes of the invocation ids in use (``StartMessage.id``, awakeable ids embed them): an
+#: invocation's attempts ask for them again, and a new id's are known when it is made.
+_RAW: dict[str, bytes] = {}
+_RAW_MAX = 4096
+
+
+def _remember(invocation_id: str, raw: bytes) -> None:
+    if len(_RAW) >= _RAW_MAX:
+        _RAW.clear()
+    _RAW[invocation_id] = raw
 
 
 def new_invocation_id() -> str:
     """A fresh random invocation id."""
-    return str(InvocationId.new())
+    made = InvocationId.new()
+    text = str(made)
+    _remember(text, made.to_bytes())
+    return text
 
 
 def idempotent_invocation_id(service: str, handler: str, key: str | None, idem: str) -> str:
@@ -35,11 +47,13 @@ def child_invocation_id(parent: str, command_index: int) -> str:
     return str(InvocationId.derive("child", parent, str(command_index)))
 
 
-@functools.lru_cache(maxsize=4096)
 def invocation_id_bytes(invocation_id: str) -> bytes:
-    """The raw bytes sent as ``StartMessage.id`` (awakeable ids embed them); cached, since an
-    invocation's attempts ask for them again."""
-    return InvocationId.parse(invocation_id).to_bytes()
+    """The raw bytes sent as ``StartMessage.id`` (awakeable ids embed them)."""
+    raw = _RAW.get(invocation_id)
+    if raw is None:
+        raw = InvocationId.parse(invocation_id).to_bytes()
+        _remember(invocation_id, raw)
+    return raw
 
 
 def parse_invocation_id(text: str) -> str:
