@@ -190,6 +190,8 @@ class Measurement:
     runtime_cpu_s_per_1k: float = 0.0  # runtime process group, throughput phase
     sdk_cpu_s_per_1k: float = 0.0  # SDK process, throughput phase
     loadgen_cpu_s_per_1k: float = 0.0  # this process, throughput phase
+    #: cores the other runtimes (meant to idle) used during the throughput phase
+    idle_cores: float = 0.0
     check: str = ""
 
 
@@ -233,6 +235,7 @@ async def measure(
     sdk_pgid: int,
     wl: Workload,
     s: Settings,
+    idle_pgids: tuple[int, ...] = (),
 ) -> tuple[Measurement, int]:
     """Sequential then concurrent phase of ``wl`` against the ingress at ``base``; returns the
     measurement and the number of successful calls made (all phases)."""
@@ -271,6 +274,7 @@ async def measure(
         group_cpu_seconds(sdk_pgid),
         time.process_time(),
     )
+    idle0 = sum(group_cpu_seconds(p) for p in idle_pgids)
     t0 = time.perf_counter()
     conc_deadline = t0 + s.concurrent_limit_s
     await asyncio.gather(*(worker() for _ in range(CLIENTS)))
@@ -280,6 +284,8 @@ async def measure(
         group_cpu_seconds(sdk_pgid) - sdk_cpu0,
         time.process_time() - me0,
     )
+    idle = sum(group_cpu_seconds(p) for p in idle_pgids) - idle0
+    m.idle_cores = idle / elapsed if elapsed > 0 else 0.0
     lat = sorted(conc.latencies_ms)
     m.conc_calls, m.conc_seconds = conc.ok, elapsed
     m.conc_rps = conc.ok / elapsed if elapsed > 0 else 0.0
@@ -566,6 +572,7 @@ async def run_all(
                     sdk.process.pid,
                     wl,
                     s,
+                    tuple(o.process.pid for o in runtimes if o is not rt and o.process.pid),
                 )
                 if wl.name in ("counter", "hot-key"):
                     # Each runtime starts empty and these keys serve one workload only.
@@ -580,7 +587,8 @@ async def run_all(
                     m.check = (m.check + "; " if m.check else "") + f"first error: {m.first_error}"
                 log(
                     f"    seq p50 {_f(m.seq_p50_ms, 2)} ms, {_f(m.conc_rps, 0)} req/s @16, "
-                    f"runtime CPU {_f(m.runtime_cpu_s_per_1k, 2)} s/1k, errors {m.errors}"
+                    f"runtime CPU {_f(m.runtime_cpu_s_per_1k, 2)} s/1k, errors {m.errors}, "
+                    f"idle runtimes {_f(m.idle_cores, 2)} cores"
                 )
                 results.append(m)
     finally:
