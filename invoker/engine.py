@@ -328,7 +328,7 @@ class Engine(Operations):
         """Wait for an invocation's outcome."""
         future = self.waiters.register(invocation_id)
         found = await self.store.invocation(invocation_id)
-        if found is None:
+        if found is None or rec.past_retention(found.inv, self.clock.now_ms()):
             self.waiters.drop(invocation_id, future)
             raise NotFoundError("not found")
         if found.inv.status == rec.Status.COMPLETED:
@@ -339,7 +339,7 @@ class Engine(Operations):
     async def output(self, invocation_id: str) -> Outcome:
         """The outcome now, or NotReadyError."""
         found = await self.store.invocation(invocation_id)
-        if found is None:
+        if found is None or rec.past_retention(found.inv, self.clock.now_ms()):
             raise NotFoundError("invocation not found")
         if found.inv.status != rec.Status.COMPLETED:
             raise NotReadyError("the invocation exists but has not completed yet")

@@ -132,6 +132,15 @@ def writes_state(inv: Invocation) -> bool:
     return exclusive or inv.handler_kind == "workflow"
 
 
+def past_retention(inv: Invocation, now_ms: int) -> bool:
+    """Whether ``inv`` completed and its retention ended: to clients it is gone (Restate
+    forgets it then), even while its record is still stored (DynamoDB deletes an expired item
+    within days, the sweeper purges at its next pass)."""
+    return (
+        inv.status == Status.COMPLETED and inv.expires_ms is not None and inv.expires_ms <= now_ms
+    )
+
+
 def due_of(inv: Invocation) -> int | None:
     """When the sweeper must look at an invocation's record next, by its status."""
     status = inv.status

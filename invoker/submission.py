@@ -11,7 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from backends.api import ConflictError, Put, WriteOp
+from backends.api import ConflictError, Delete, Put, WriteOp
 from invoker import journal, keys, tracing
 from invoker import records as rec
 from invoker.api import (
@@ -28,7 +28,7 @@ from invoker.policies import Leases
 from invoker.ports import Claimed, Dispatch
 from invoker.processing import Entry
 from invoker.registry_model import HandlerInfo, ServiceInfo
-from invoker.store import Store
+from invoker.store import Store, decode_invocation
 from restate_lambda.clock import Clock
 from restate_lambda.protocol.messages import MessageType as T
 from restate_lambda.protocol.messages import pb
@@ -115,7 +115,56 @@ class Submission:
         writes its creation together with its first attempt's commit. Nothing is acknowledged
         before that commit (the client learns the id only with the response), so a crash
         before it loses nothing acknowledged.
+
+        An existing invocation whose retention ended (a repeated idempotency key, its record
+        not deleted yet: DynamoDB's TTL takes up to days) is forgotten and the request starts
+        a new one, as Restate does once the old one is gone. A workflow's run is left to the
+        sweeper's purge (which takes its state and promises with it).
         """
+        args = (request, svc, handler, inv_id, caller, parent_id, scheduled_ms, run_here, defer)
+        submitted = await self._submit(*args)
+        old = submitted.inv
+        if (
+            submitted.created
+            or old.handler_kind == "workflow"
+            or not rec.past_retention(old, self._clock.now_ms())
+        ):
+            return submitted
+        if not await self._forget(inv_id):
+            return submitted
+        return await self._submit(*args)
+
+    async def _forget(self, inv_id: str) -> bool:
+        """Delete the partition of ``inv_id``, past its retention (False: it cannot be done in
+        one commit, so the old outcome stays the answer until the store deletes it)."""
+        items = await self._store.backend.query(keys.inv(inv_id))
+        meta = next((i for i in items if i.sk == keys.META), None)
+        if meta is None:
+            return True  # gone meanwhile
+        if not rec.past_retention(decode_invocation(meta.value), self._clock.now_ms()):
+            return True  # replaced meanwhile: the next look finds the new one
+        if len(items) > self._store.backend.max_batch_ops:
+            return False
+        try:
+            await self._committer.write([Delete(i.pk, i.sk, expect=i.version) for i in items])
+        except ConflictError:
+            pass  # changed meanwhile: the next look finds what is there now
+        log.info("invocation %s: retention ended, forgotten for a new request", inv_id)
+        return True
+
+    async def _submit(
+        self,
+        request: InvokeRequest,
+        svc: ServiceInfo,
+        handler: HandlerInfo,
+        inv_id: str,
+        caller: rec.CallerRef | None,
+        parent_id: str | None,
+        scheduled_ms: int | None,
+        run_here: bool,
+        defer: bool,
+    ) -> Submitted:
+        """:meth:`submit`, once."""
         if len(request.body) > self._config.max_body_bytes:
             raise PayloadTooLargeError(
                 f"request body of {len(request.body)} bytes exceeds the limit of "

@@ -260,3 +260,13 @@ def test_a_finished_invocation_leaves_one_item_that_dynamodb_expires(
     stack.sweep()
     stack.pump()
     assert [i["sk"] for i in items()] == [{"S": "meta"}]  # not purged: the store's TTL drops it
+    # Until DynamoDB deletes it, the record is past its retention: gone to clients, and the
+    # same idempotency key starts a new invocation (as on Restate once it forgot the old one).
+    status, _, _ = stack.http("GET", f"/restate/invocation/{inv_id}/output")
+    assert status == 404
+    status, _, body = stack.http("POST", "/Steps/five/send", "1", headers={"idempotency-key": "k"})
+    assert (status, json.loads(body)) == (202, {"invocationId": inv_id, "status": "Accepted"})
+    stack.pump()
+    assert body_json(stack.http("GET", f"/restate/invocation/{inv_id}/output")) == 6
+    (renewed,) = items()
+    assert int(renewed["xt"]["N"]) > expires_s  # type: ignore[index]
