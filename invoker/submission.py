@@ -148,8 +148,8 @@ class Submission:
         try:
             await self._committer.write([Delete(i.pk, i.sk, expect=i.version) for i in items])
         except ConflictError:
-            pass  # changed meanwhile: the next look finds what is there now
-        log.info("invocation %s: retention ended, forgotten for a new request", inv_id)
+            return True  # changed meanwhile: the next look finds what is there now
+        log.info("invocation %s: its retention ended; forgotten for a new request", inv_id)
         return True
 
     async def _submit(
