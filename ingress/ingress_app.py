@@ -334,6 +334,8 @@ class _IngressStarlette(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         """The usual stack, with HTTP requests short-cut to the route."""
         usual = super().build_middleware_stack()
+        if self.user_middleware:
+            return usual  # middleware someone added sees every request
         (route,) = self.router.routes
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
