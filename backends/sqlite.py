@@ -175,6 +175,8 @@ class SqliteBackend:
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._inline_conn: sqlite3.Connection | None = None
+        #: The thread of the event loop that writes through ``_inline_conn`` (its last write).
+        self._inline_thread: int | None = None
         self._pending: list[_Request] = []
         if writer == "thread":
             self._writer = threading.Thread(
@@ -257,6 +259,18 @@ class SqliteBackend:
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
             raise RuntimeError("SqliteBackend is closed")
+        inline = self._inline_conn
+        if (
+            self._readers is None
+            and inline is not None
+            and self._inline_thread == threading.get_ident()
+            and not inline.in_transaction
+        ):
+            # The inline writer's own connection, between its transactions, on its thread: its
+            # page cache stays valid (a reader connection's is dropped after every commit of the
+            # writer, and each read then fetches its pages again: 34 us per point read under a
+            # counter load instead of about 8).
+            return _run_read(inline, fn)
         if self._readers is None:
             conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
             if conn is None:
@@ -355,6 +369,7 @@ class SqliteBackend:
         if self._inline_conn is None:
             self._queue.put(_Request(ops, loop, future))
         else:
+            self._inline_thread = threading.get_ident()
             if not self._pending:
                 loop.call_soon(self._flush_inline)
             self._pending.append(_Request(ops, loop, future))
