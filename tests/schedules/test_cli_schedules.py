@@ -70,6 +70,14 @@ def _run(url: str, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _json(url: str, *args: str) -> object:
+    """A ``--json`` command's standard output, parsed (the engine serving this test runs in
+    this process: its log lines go to stderr, which ``result.output`` mixes in)."""
+    result = runner.invoke(cli, [*args, "--admin-url", url])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def test_schedules_commands(served: tuple[str, Engine, asyncio.AbstractEventLoop]) -> None:
     url, _engine, _loop = served
     code, out = _run(
@@ -78,14 +86,14 @@ def test_schedules_commands(served: tuple[str, Engine, asyncio.AbstractEventLoop
     )  # fmt: skip
     assert code == 0, out
     assert "nightly" in out and "Europe/Berlin" in out
-    code, out = _run(url, "schedules", "list", "--json")
-    assert code == 0, out
-    ids = [s["id"] for s in json.loads(out)]
+    listed = _json(url, "schedules", "list", "--json")
+    assert isinstance(listed, list)
+    ids = [s["id"] for s in listed]
     assert "nightly" in ids and "Cron.declared" in ids
     code, out = _run(url, "schedules", "pause", "nightly")
     assert code == 0 and "paused: nightly" in out
-    code, out = _run(url, "schedules", "describe", "nightly", "--json")
-    assert json.loads(out)["paused"] is True
+    described = _json(url, "schedules", "describe", "nightly", "--json")
+    assert isinstance(described, dict) and described["paused"] is True
     code, out = _run(url, "schedules", "resume", "nightly")
     assert code == 0, out
     code, out = _run(url, "schedules", "create", "bad", "61 * * * *", "Cron/tick")
