@@ -33,13 +33,16 @@ inside its own ``SAVEPOINT`` (a batch whose condition fails is rolled back to it
 resolves the futures through ``loop.call_soon_threadsafe``. Under load many batches share one
 commit (see :attr:`SqliteBackend.stats`).
 
-**Reads** use their own connections, never the writer's: in WAL mode readers never block the
-writer, and every read statement starts a fresh snapshot, so a read issued after ``write()``
-returned sees the write (also one made by another process). By default a read runs on the calling
-thread through a per-thread connection: measured on the 2-core dev box, a point read costs ~10 us
-there against ~130-200 us for a hop to a thread and back (50k vs 7.5k reads/s sequential, 65k vs
-23k at 16 tasks). ``readers=N`` moves reads to a pool of N threads instead, for workloads with
-long scans that must not hold up the event loop.
+**Reads** use their own connections: in WAL mode readers never block the writer, and every read
+statement starts a fresh snapshot, so a read issued after ``write()`` returned sees the write
+(also one made by another process). By default a read runs on the calling thread through a
+per-thread connection: measured on the 2-core dev box, a point read costs ~10 us there against
+~130-200 us for a hop to a thread and back (50k vs 7.5k reads/s sequential, 65k vs 23k at 16
+tasks). The exception: with the inline writer (the default), a read on the event loop's thread
+between two of its transactions uses the writer's connection, whose page cache its own commits
+leave valid (a reader connection re-reads its pages after every commit: 23-30 us per point read
+next to commits against 11-13). ``readers=N`` moves reads to a pool of N threads instead, for
+workloads with long scans that must not hold up the event loop.
 
 **Durability.** WAL journal with ``synchronous=NORMAL``: a commit reaches the WAL file (the OS page
 cache) before ``write()`` returns, so it survives the process being killed (``kill -9``); an OS
