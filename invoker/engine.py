@@ -143,13 +143,13 @@ class Engine(Operations):
         self.waiters = waiters = LocalWaiters(store, drivers.is_driven, config.outcome_poll_s)
         delivery = Delivery(store, committer, clock, drivers, self.node_id)
         locks = ObjectLocks(store, committer, clock, leases, drivers, sole=sole)
-        self.submission = submission = Submission(
-            store, committer, clock, config, leases, locks, drivers
-        )
         results = Results(store, committer, clock, delivery)
         self.outbox = outbox = Outbox(committer, clock, config, background)
         self.lifecycle = lifecycle = Lifecycle(
             store, committer, clock, policies, delivery, outbox, waiters, drivers
+        )
+        self.submission = submission = Submission(
+            store, committer, clock, config, leases, locks, drivers, lifecycle.purge_if_expired
         )
         outbox.bind(
             Effects(

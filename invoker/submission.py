@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from backends.api import ConflictError, Delete, Put, WriteOp
+from backends.api import ConflictError, Put, WriteOp
 from invoker import journal, keys, tracing
 from invoker import records as rec
 from invoker.api import (
@@ -28,7 +29,7 @@ from invoker.policies import Leases
 from invoker.ports import Claimed, Dispatch
 from invoker.processing import Entry
 from invoker.registry_model import HandlerInfo, ServiceInfo
-from invoker.store import Store, decode_invocation
+from invoker.store import Store
 from restate_lambda.clock import Clock
 from restate_lambda.protocol.messages import MessageType as T
 from restate_lambda.protocol.messages import pb
@@ -87,7 +88,9 @@ class Submission:
         leases: Leases,
         locks: ObjectLocks,
         dispatch: Dispatch,
+        purge_if_expired: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        self._purge_if_expired = purge_if_expired
         self._store = store
         self._committer = committer
         self._clock = clock
@@ -130,27 +133,15 @@ class Submission:
             or not rec.past_retention(old, self._clock.now_ms())
         ):
             return submitted
-        if not await self._forget(inv_id):
+        if self._purge_if_expired is None:
             return submitted
-        return await self._submit(*args)
-
-    async def _forget(self, inv_id: str) -> bool:
-        """Delete the partition of ``inv_id``, past its retention (False: it cannot be done in
-        one commit, so the old outcome stays the answer until the store deletes it)."""
-        items = await self._store.backend.query(keys.inv(inv_id))
-        meta = next((i for i in items if i.sk == keys.META), None)
-        if meta is None:
-            return True  # gone meanwhile
-        if not rec.past_retention(decode_invocation(meta.value), self._clock.now_ms()):
-            return True  # replaced meanwhile: the next look finds the new one
-        if len(items) > self._store.backend.max_batch_ops:
-            return False
         try:
-            await self._committer.write([Delete(i.pk, i.sk, expect=i.version) for i in items])
+            # The sweeper's purge: it waits while effects of the old one are pending (then the
+            # next look finds it again and its outcome stays the answer).
+            await self._purge_if_expired(inv_id)
         except ConflictError:
-            return True  # changed meanwhile: the next look finds what is there now
-        log.info("invocation %s: its retention ended; forgotten for a new request", inv_id)
-        return True
+            pass  # changed meanwhile: the next look finds what is there now
+        return await self._submit(*args)
 
     async def _submit(
         self,
