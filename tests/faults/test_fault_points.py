@@ -26,22 +26,16 @@ from backends.memory import MemoryBackend
 from backends.sqlite import SqliteBackend
 from tests.faults.harness import run
 from tests.faults.scenarios import SCENARIOS
+from tests.support.memory_stores import ExpiringMemoryBackend
 
 LOG_DIR = Path(__file__).resolve().parents[2] / ".tools" / "logs"
-
-
-class _Expiring(MemoryBackend):
-    """A memory store that claims item expiry as DynamoDB's TTL does (it never deletes): the
-    engine then ends invocations that left only their record with an expiry, not a purge."""
-
-    supports_expiry = True
 
 
 def _makers(tmp_path: Path) -> dict[str, Callable[[], Backend]]:
     counter = iter(range(1_000_000))
     return {
         "memory": MemoryBackend,
-        "memory+expiry": _Expiring,
+        "memory+expiry": ExpiringMemoryBackend,
         "sqlite": lambda: SqliteBackend(tmp_path / f"db-{next(counter)}.sqlite"),
     }
 

@@ -17,11 +17,11 @@ import pytest
 
 import restate_lambda
 from backends.api import Item, Put, WriteOp
-from backends.memory import MemoryBackend
 from invoker import journal, keys
 from invoker import records as rec
 from invoker.journal import decode_invocation, load_partition
 from restate_lambda.testing import Harness
+from tests.support.memory_stores import RecordingMemoryBackend
 
 # ---------------------------------------------------------------------------- the rule
 
@@ -85,19 +85,6 @@ def test_a_failed_commit_is_undone_by_restoring_length_and_list() -> None:
 # ---------------------------------------------------------------------------- the engine
 
 
-class _Recording(MemoryBackend):
-    """Records every batch; optionally claims to expire items (as DynamoDB does with TTL)."""
-
-    def __init__(self, *, expiry: bool = False) -> None:
-        super().__init__()
-        self.batches: list[list[WriteOp]] = []
-        self.supports_expiry = expiry
-
-    async def write(self, ops: Sequence[WriteOp]) -> None:
-        await super().write(ops)
-        self.batches.append(list(ops))
-
-
 svc = restate_lambda.Service("Tailed")
 wf = restate_lambda.Workflow("TailedFlow")
 
@@ -134,7 +121,7 @@ def _inv_puts(batch: list[WriteOp], inv_id: str) -> list[Put]:
     return [op for op in batch if isinstance(op, Put) and op.pk == keys.inv(inv_id)]
 
 
-def _journal_puts(backend: _Recording, inv_id: str) -> int:
+def _journal_puts(backend: RecordingMemoryBackend, inv_id: str) -> int:
     return sum(
         1
         for batch in backend.batches
@@ -144,7 +131,7 @@ def _journal_puts(backend: _Recording, inv_id: str) -> int:
 
 
 async def test_small_steps_write_only_the_record_and_replay_after_a_restart() -> None:
-    backend = _Recording()
+    backend = RecordingMemoryBackend()
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc]))
         inv = await h.send("Tailed", "steps", {"n": 4, "size": 5})
@@ -160,7 +147,7 @@ async def test_small_steps_write_only_the_record_and_replay_after_a_restart() ->
 
 
 async def test_large_steps_spill_into_segments_and_the_journal_reads_back_whole() -> None:
-    backend = _Recording()
+    backend = RecordingMemoryBackend()
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc]))
         small = await h.send("Tailed", "steps", {"n": 12, "size": 20})
@@ -176,7 +163,7 @@ async def test_large_steps_spill_into_segments_and_the_journal_reads_back_whole(
         assert described["journal_size"] == len(await h.journal(small))
 
 
-def _completion(backend: _Recording, inv_id: str) -> Put:
+def _completion(backend: RecordingMemoryBackend, inv_id: str) -> Put:
     for batch in reversed(backend.batches):
         for op in _inv_puts(batch, inv_id):
             if op.sk == keys.META and decode_invocation(op.value).status == rec.Status.COMPLETED:
@@ -185,7 +172,7 @@ def _completion(backend: _Recording, inv_id: str) -> Put:
 
 
 async def test_a_completed_record_alone_expires_in_the_store_instead_of_being_purged() -> None:
-    backend = _Recording(expiry=True)
+    backend = RecordingMemoryBackend(expiry=True)
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc, wf]))
         alone = await h.send("Tailed", "steps", {"n": 2, "size": 5}, idempotency_key="k")
@@ -222,7 +209,7 @@ async def test_a_completed_record_alone_expires_in_the_store_instead_of_being_pu
 
 @pytest.mark.parametrize("expiry", [False, True])
 async def test_without_expiry_every_completed_invocation_is_purged(expiry: bool) -> None:
-    backend = _Recording(expiry=expiry)
+    backend = RecordingMemoryBackend(expiry=expiry)
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc]))
         inv = await h.send("Tailed", "greet", "Bo", idempotency_key="k")

@@ -9,10 +9,9 @@ commit still leaves at least that much lease, so no engine runs an attempt past 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import restate_lambda
-from backends.api import Put, WriteOp
+from backends.api import Put
 from backends.memory import MemoryBackend
 from invoker import keys
 from invoker import records as rec
@@ -23,6 +22,7 @@ from invoker.registry import Registry
 from invoker.transport import Transports
 from restate_lambda.clock import ManualClock
 from restate_lambda.testing import Harness
+from tests.support.memory_stores import RecordingMemoryBackend
 
 CONFIG = EngineConfig(attempt_timeout_s=120.0, lease_margin_ms=30_000)
 LEASE_MS = 120_000 + 30_000
@@ -74,16 +74,6 @@ def test_a_lease_of_another_engine_or_an_ended_one_is_never_inherited() -> None:
 # ---------------------------------------------------------------------------- the engine
 
 
-class _Recording(MemoryBackend):
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[WriteOp]] = []
-
-    async def write(self, ops: Sequence[WriteOp]) -> None:
-        await super().write(ops)
-        self.batches.append(list(ops))
-
-
 svc = restate_lambda.Service("Leased")
 CLOCK: list[ManualClock] = []
 
@@ -101,7 +91,9 @@ async def steps(ctx: restate_lambda.Context, req: dict[str, int]) -> int:
     return total
 
 
-def _running_records(backend: _Recording, inv_id: str) -> list[tuple[rec.Invocation, int | None]]:
+def _running_records(
+    backend: RecordingMemoryBackend, inv_id: str
+) -> list[tuple[rec.Invocation, int | None]]:
     out = []
     for batch in backend.batches:
         for op in batch:
@@ -113,7 +105,7 @@ def _running_records(backend: _Recording, inv_id: str) -> list[tuple[rec.Invocat
 
 
 async def _run(n: int, step_ms: int) -> list[tuple[rec.Invocation, int | None]]:
-    backend = _Recording()
+    backend = RecordingMemoryBackend()
     async with Harness(backend, config=CONFIG) as h:
         CLOCK[:] = [h.clock]
         await h.mount(restate_lambda.app([svc]))

@@ -12,16 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import restate_lambda
-from backends.memory import MemoryBackend
 from invoker import keys
 from restate_lambda.testing import Harness
-
-
-class _Expiring(MemoryBackend):
-    """Claims TTL deletion (as DynamoDB does) and, like DynamoDB Local, never deletes."""
-
-    supports_expiry = True
-
+from tests.support.memory_stores import ExpiringMemoryBackend
 
 svc = restate_lambda.Service("Kept")
 counter = restate_lambda.VirtualObject("KeptCounter")
@@ -46,7 +39,7 @@ DAY = timedelta(days=1)
 
 async def test_a_repeated_idempotency_key_after_retention_starts_a_new_invocation() -> None:
     RUNS.clear()
-    backend = _Expiring()
+    backend = ExpiringMemoryBackend()
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc, counter]))
         headers = {"idempotency-key": "once", "content-type": "application/json"}
@@ -74,7 +67,7 @@ async def test_a_repeated_idempotency_key_after_retention_starts_a_new_invocatio
 
 
 async def test_a_send_and_an_object_call_after_retention_run_again() -> None:
-    backend = _Expiring()
+    backend = ExpiringMemoryBackend()
     async with Harness(backend, sole=False) as h:
         await h.mount(restate_lambda.app([svc, counter]))
         headers = {"idempotency-key": "k", "content-type": "application/json"}
