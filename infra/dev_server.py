@@ -24,6 +24,7 @@ from backends.registry import open_backend
 from infra.identity_keys import dev_signer
 from infra.pollers import dev_pollers
 from infra.settings import AdminSettings, ingress_limits_from_env
+from infra.shutdown_grace import AnswerOnShutdown
 from ingress.admin_app import create_admin_app
 from ingress.admin_security import AdminSecurity
 from ingress.ingress_app import create_ingress_app
@@ -287,62 +288,6 @@ async def stale_in_process_deployments(engine: RuntimeEngine, served: set[str]) 
     return warnings
 
 
-class _AnswerOnShutdown:
-    """ASGI wrapper: once the server stops, a request still waiting (typically a blocking call
-    whose invocation keeps retrying) gets ``grace`` seconds, then a clean 503 JSON error
-    instead of a cancelled connection and a traceback in the log."""
-
-    def __init__(self, app: Any, stopping: asyncio.Event, grace: float) -> None:
-        self.app = app
-        self.stopping = stopping
-        self.grace = grace
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message.get("type") == "http.response.start":
-                started = True
-            await send(message)
-
-        inner = asyncio.ensure_future(self.app(scope, receive, tracking_send))
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait([inner, stop], return_when=asyncio.FIRST_COMPLETED)
-            if not inner.done():
-                await asyncio.wait([inner], timeout=self.grace)
-        finally:
-            stop.cancel()
-        if inner.done():
-            inner.result()
-            return
-        inner.cancel()
-        with contextlib.suppress(BaseException):
-            await inner
-        if not started:
-            body = (
-                b'{"code":503,"message":"restate-lambda dev is shutting down; the invocation '
-                b"is durable and goes on when the server starts again (restate-lambda "
-                b'invocations list)"}'
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-
-
 def _say(text: str) -> None:
     print(f"restate-lambda dev: {text}", file=sys.stderr, flush=True)
 
@@ -405,12 +350,15 @@ async def _run_servers(
     servers = [
         quiet_server(
             uvicorn.Config(
-                _AnswerOnShutdown(app, stop, options.shutdown_timeout),
+                AnswerOnShutdown(app, stop, options.shutdown_timeout),
                 log_level="warning",
                 log_config=None,  # uvicorn's loggers propagate: one format (--log-format)
                 lifespan="off",
                 access_log=False,
                 http=_http_impl(),
+                # The ingress reads neither the client address nor the scheme; the admin API
+                # builds its UI's links from the scheme a TLS proxy in front of it forwards.
+                proxy_headers=app is admin,
                 # after our own grace period (the wrapper answers 503), not before it
                 timeout_graceful_shutdown=math.ceil(options.shutdown_timeout) + 2,
             )
