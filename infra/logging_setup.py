@@ -138,6 +138,20 @@ class TextFormatter(logging.Formatter):
     def __init__(self, memory: TraceMemory | None = None) -> None:
         super().__init__(TEXT_FORMAT)
         self.memory = memory or TraceMemory()
+        self._second: int | None = None
+        self._second_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``YYYY-MM-DD HH:MM:SS,mmm`` in local time, as :class:`logging.Formatter` writes it;
+        the date and time of one second are formatted once (a dev server logs a line per
+        invocation, hundreds a second)."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = super().formatTime(record, self.default_time_format)[:19]
+            self._second = second
+        return f"{self._second_text},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         """The line (and the stack traces below it)."""

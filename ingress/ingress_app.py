@@ -89,6 +89,15 @@ def forwarded_headers(request: Request, path: str) -> list[tuple[str, str]]:
     return headers
 
 
+def url_path(scope: Any) -> str:
+    """The request's path as ``request.url.path`` gives it (``?``, ``#`` and ``\\`` escaped),
+    without building the whole URL (host, query) for it."""
+    path: str = scope["path"]
+    if "?" in path or "#" in path or "\\" in path:
+        path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    return path
+
+
 class _IngressHandler:
     """Routes one request to the engine; never lets an exception escape."""
 
@@ -225,7 +234,7 @@ class _IngressHandler:
         invoke = InvokeRequest(
             target=target,
             body=body,
-            headers=forwarded_headers(request, request.url.path),
+            headers=forwarded_headers(request, url_path(request.scope)),
             content_type=content_type,
             idempotency_key=request.headers.get("idempotency-key") or None,
             delay_ms=delay_ms,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-
 from invoker import records as rec
 from invoker.config import EngineConfig
 from invoker.registry import Registry
 from invoker.registry_model import DEFAULT_RETRY, RetryPolicy
+from restate_lambda.protocol.ids import random_token
 
 
 class Policies:
@@ -131,7 +130,7 @@ class Leases:
             inv.lease_until_ms = None
         end = self.extend(inv, now)
         inv.attempts += 1
-        inv.attempt_token = secrets.token_urlsafe(12)
+        inv.attempt_token = random_token(12)
         inv.checkpoint = None
         inv.last_start_ms = now
         inv.modified_ms = now

@@ -103,6 +103,18 @@ def test_text_shows_a_trace_once_per_window() -> None:
     assert f.format(later).endswith(TRACE.rstrip())
 
 
+def test_text_time_is_the_standard_formatters_across_seconds() -> None:
+    """The formatter formats each second's date and time once: lines within a second and
+    across seconds (and a record older than the last) read as logging.Formatter writes them."""
+    ours, standard = TextFormatter(), logging.Formatter("%(asctime)s")
+    for created in (1_787_392_800.001, 1_787_392_800.999, 1_787_392_801.5, 1_787_392_799.25):
+        record = _attempt_failed(1)
+        record.created = created
+        record.msecs = (created - int(created)) * 1000
+        assert ours.format(record).split(" WARNING ")[0] == standard.format(record)
+    assert ours.formatTime(record, "%H") == standard.formatTime(record, "%H")
+
+
 def test_trace_memory_is_bounded() -> None:
     """At most ``size`` traces are remembered (the oldest go first)."""
     memory = TraceMemory(size=2)
