@@ -142,3 +142,80 @@ async def test_a_connection_that_never_answers_times_out() -> None:
     finally:
         listener.close()
         await client.close()
+
+
+class _Trickle(_Server):
+    """Writes each answer ``step`` bytes at a time, draining in between (every split point of
+    the head, the chunk lines and the bodies reaches the client as its own segment)."""
+
+    def __init__(self, answers: list[bytes], step: int) -> None:
+        super().__init__(answers)
+        self.step = step
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+                for at in range(0, len(answer), self.step):
+                    writer.write(answer[at : at + self.step])
+                    await writer.drain()
+                    await asyncio.sleep(0)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        writer.close()
+
+
+@pytest.mark.parametrize("step", [1, 2, 7])
+async def test_a_response_arriving_in_small_pieces_is_parsed_whole(step: int) -> None:
+    sized = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"
+    chunked = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+    chunked += b"5\r\nhello\r\n1;x=y\r\n \r\n5\r\nworld\r\n0\r\nX-T: 1\r\n\r\n"
+    empty = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    server = _Trickle([sized, chunked, empty], step)
+    client = HttpClient()
+    async with _serving(server) as url:
+        got = [await client.request("POST", f"{url}/", {}, b"x") for _ in range(3)]
+    await client.close()
+    assert [(r.status, r.body) for r in got] == [
+        (200, b"hello world"),
+        (201, b"hello world"),
+        (200, b""),
+    ]
+    assert got[1].headers["x-a"] == "1"
+    assert server.connections == 1
+
+
+async def test_a_connection_closed_mid_body_is_an_error_and_not_reused() -> None:
+    server = _Server([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"], close_after=1)
+    client = HttpClient()
+    async with _serving(server) as url:
+        with pytest.raises(HttpClientError, match="IncompleteReadError"):
+            await client.request("GET", f"{url}/", {})
+    assert client._idle.get(("http", "127.0.0.1", int(url.rsplit(":", 1)[1]))) in (None, [])
+    await client.close()
+
+
+async def test_a_chunk_without_its_crlf_is_a_client_error() -> None:
+    bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY\r\n0\r\n\r\n"
+    with pytest.raises(HttpClientError, match="no CRLF after a chunk"):
+        await _ask([bad])
+
+
+async def test_bytes_after_a_complete_response_drop_the_connection() -> None:
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGARBAGE"
+    server = _Server([extra, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+    client = HttpClient()
+    async with _serving(server) as url:
+        first = await client.request("GET", f"{url}/", {})
+        await asyncio.sleep(0.01)
+        second = await client.request("GET", f"{url}/", {})
+    await client.close()
+    assert first.body == second.body == b"ok"
+    assert server.connections == 2
