@@ -22,6 +22,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import ClassVar, Self
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -152,10 +153,16 @@ class _Frozen:
         return hash((type(self).__name__, *self._key()))
 
 
-def _now_ms() -> int:
-    from restate_lambda.clock import SystemClock
+_system_now_ms: Callable[[], int] | None = None
 
-    return SystemClock().now_ms()
+
+def _now_ms() -> int:
+    global _system_now_ms
+    if _system_now_ms is None:  # imported on first use, not with this module
+        from restate_lambda.clock import SystemClock
+
+        _system_now_ms = SystemClock().now_ms
+    return _system_now_ms()
 
 
 def new_ulid(now_ms: int | None = None) -> int:
