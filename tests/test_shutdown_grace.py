@@ -42,8 +42,19 @@ def _app(wait: asyncio.Event, *, start_first: bool = False, seen: list[Any] | No
     return app
 
 
+async def _in_flight_then_stop(
+    wrapper: AnswerOnShutdown, stop: asyncio.Event, client: _Client
+) -> asyncio.Future[None]:
+    """A request through ``wrapper`` that is in flight when the server is told to stop."""
+    task = asyncio.ensure_future(wrapper(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.01)
+    stop.set()
+    return task
+
+
 async def test_a_request_runs_in_the_servers_own_task() -> None:
-    done, stop, seen = asyncio.Event(), asyncio.Event(), []
+    done, stop = asyncio.Event(), asyncio.Event()
+    seen: list[Any] = []
     done.set()
     wrapper = AnswerOnShutdown(_app(done, seen=seen), stop, grace=5.0)
     client = _Client()
@@ -57,9 +68,7 @@ async def test_a_request_still_waiting_after_the_grace_gets_a_503_json_error() -
     never, stop = asyncio.Event(), asyncio.Event()
     wrapper = AnswerOnShutdown(_app(never), stop, grace=0.05)
     client = _Client()
-    task = asyncio.ensure_future(wrapper(SCOPE, client.receive, client.send))
-    await asyncio.sleep(0.01)
-    stop.set()
+    task = await _in_flight_then_stop(wrapper, stop, client)
     await asyncio.wait_for(task, 5)
     assert not task.cancelled()
     assert client.statuses == [503]
@@ -71,9 +80,7 @@ async def test_a_request_that_ends_within_the_grace_gets_its_answer() -> None:
     release, stop = asyncio.Event(), asyncio.Event()
     wrapper = AnswerOnShutdown(_app(release), stop, grace=5.0)
     client = _Client()
-    task = asyncio.ensure_future(wrapper(SCOPE, client.receive, client.send))
-    await asyncio.sleep(0.01)
-    stop.set()
+    task = await _in_flight_then_stop(wrapper, stop, client)
     await asyncio.sleep(0.01)
     release.set()
     await asyncio.wait_for(task, 5)
@@ -84,9 +91,7 @@ async def test_a_response_already_started_is_cut_without_a_second_start() -> Non
     never, stop = asyncio.Event(), asyncio.Event()
     wrapper = AnswerOnShutdown(_app(never, start_first=True), stop, grace=0.05)
     client = _Client()
-    task = asyncio.ensure_future(wrapper(SCOPE, client.receive, client.send))
-    await asyncio.sleep(0.01)
-    stop.set()
+    task = await _in_flight_then_stop(wrapper, stop, client)
     await asyncio.wait_for(task, 5)
     assert client.statuses == [200]
 
@@ -104,9 +109,7 @@ async def test_a_request_arriving_during_the_grace_gets_what_is_left_of_it() -> 
 
     wrapper = AnswerOnShutdown(app, stop, grace=0.2)
     first, fast, slow = _Client(), _Client(), _Client()
-    in_flight = asyncio.ensure_future(wrapper(SCOPE, first.receive, first.send))
-    await asyncio.sleep(0.01)
-    stop.set()
+    in_flight = await _in_flight_then_stop(wrapper, stop, first)
     await asyncio.sleep(0.01)
     await asyncio.wait_for(wrapper({**SCOPE, "path": "/fast"}, fast.receive, fast.send), 5)
     late = asyncio.ensure_future(wrapper(SCOPE, slow.receive, slow.send))

@@ -28,13 +28,7 @@ class _Server:
         served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
-                self.requests.append(head + body)
+                self.requests.append(await _read_request(reader))
                 writer.write(self.answers[min(len(self.requests), len(self.answers)) - 1])
                 await writer.drain()
                 served += 1
@@ -43,6 +37,16 @@ class _Server:
         except (asyncio.IncompleteReadError, ConnectionResetError):
             pass
         writer.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request (head and sized body) as the client sent it."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
 
 
 @asynccontextmanager
@@ -156,12 +160,7 @@ class _Trickle(_Server):
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                self.requests.append(head + await reader.readexactly(length))
+                self.requests.append(await _read_request(reader))
                 answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
                 for at in range(0, len(answer), self.step):
                     writer.write(answer[at : at + self.step])
