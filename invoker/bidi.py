@@ -26,7 +26,7 @@ from invoker.attempt import Prepared
 from invoker.commit import CommitUnknownError
 from invoker.config import EngineConfig
 from invoker.drivers import Drivers
-from invoker.http2_client import Http2Error, Http2Stream
+from invoker.http2_client import REFUSED_RETRIES, Http2Error, Http2RefusedError, Http2Stream
 from invoker.journal import Pending, take_pending
 from invoker.policies import Policies
 from invoker.ports import Claimed
@@ -48,6 +48,10 @@ _FLUSH_AFTER_S = 0.005
 
 class _Lost(Exception):
     """The attempt lost the invocation (killed, paused, taken over) while it streamed."""
+
+
+class _Refused(Exception):
+    """The deployment refused the attempt's stream before answering it: open another."""
 
 
 class Bidi:
@@ -78,23 +82,38 @@ class Bidi:
         inv = st.inv
         exchange = self._transports.sign(prepared.exchange)
         url = prepared.address.rstrip("/") + exchange.path
-        try:
-            stream = await self._transports.http2.client.open("POST", url, exchange.headers)
-            await stream.send(exchange.body)
-        except Http2Error as exc:
-            await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
-            return None
-        attempt = _Attempt(self, st, stream, state, state_version)
-        wakeup = self._drivers.watch(inv.id)
-        try:
-            return await attempt.run(wakeup)
-        except _Lost:
-            log.info("invocation %s changed while its attempt streamed; dropping it", inv.id)
-            self._drivers.dispatch(inv.id)
-            return None
-        finally:
-            self._drivers.unwatch(inv.id)
-            attempt.close()
+        # A stream the deployment refused (GOAWAY, REFUSED_STREAM: say, a server recycling its
+        # connection) ran nothing: it is opened again on another connection, not retried later.
+        for tries_left in range(REFUSED_RETRIES, -1, -1):
+            try:
+                stream = await self._transports.http2.client.open("POST", url, exchange.headers)
+                await stream.send(exchange.body)
+            except Http2RefusedError as exc:
+                if tries_left:
+                    log.debug("invocation %s: stream refused (%s); opening another", inv.id, exc)
+                    continue
+                await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
+                return None
+            except Http2Error as exc:
+                await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
+                return None
+            attempt = _Attempt(self, st, stream, state, state_version, may_retry=tries_left > 0)
+            wakeup = self._drivers.watch(inv.id)
+            try:
+                return await attempt.run(wakeup)
+            except _Refused as refused:
+                log.debug(
+                    "invocation %s: stream refused (%s); opening another", inv.id, refused.__cause__
+                )
+                continue
+            except _Lost:
+                log.info("invocation %s changed while its attempt streamed; dropping it", inv.id)
+                self._drivers.dispatch(inv.id)
+                return None
+            finally:
+                self._drivers.unwatch(inv.id)
+                attempt.close()
+        raise AssertionError("unreachable")
 
 
 class _Attempt:
@@ -107,10 +126,14 @@ class _Attempt:
         stream: Http2Stream,
         state: dict[str, bytes],
         state_version: int,
+        *,
+        may_retry: bool = False,
     ) -> None:
         self.o = owner
         self.st = st
         self.stream = stream
+        #: A refused stream raises _Refused (the caller opens another) instead of failing.
+        self.may_retry = may_retry
         self.state = state
         self.state_version = state_version
         self.pending: list[Entry] = []  # messages received, not committed yet
@@ -137,6 +160,11 @@ class _Attempt:
         st = self.st
         try:
             status = await asyncio.wait_for(self.stream.response(), self._inactivity_s())
+        except Http2RefusedError as exc:
+            if self.may_retry:
+                raise _Refused from exc
+            await settler.fail(st, AttemptError(503, f"no response from the deployment: {exc}"))
+            return None
         except (TimeoutError, Http2Error) as exc:
             await settler.fail(st, AttemptError(503, f"no response from the deployment: {exc}"))
             return None

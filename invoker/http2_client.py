@@ -22,13 +22,24 @@ from urllib.parse import urlsplit
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 
+#: How many times a stream the deployment refused is opened again before the refusal counts as
+#: the attempt's failure.
+REFUSED_RETRIES = 3
+
 
 class Http2Error(Exception):
     """The connection or the stream failed."""
+
+
+class Http2RefusedError(Http2Error):
+    """The deployment did not process the stream: it was above the last stream id of the
+    connection's GOAWAY, or reset with ``REFUSED_STREAM``. HTTP/2 says such a request may be
+    sent again as it is (RFC 9113, 8.7): nothing of it ran."""
 
 
 @dataclass(slots=True)
@@ -72,7 +83,7 @@ class Http2Stream:
         """The next chunk of the response body; None at its end."""
         chunk = await self._state.data.get()
         if chunk is None and self._state.error is not None:
-            raise Http2Error(str(self._state.error)) from self._state.error
+            raise _as_http2_error(self._state.error) from self._state.error
         if chunk is not None:
             self._conn.consumed(self.stream_id, len(chunk))
         return chunk
@@ -174,7 +185,7 @@ class _Connection:
         view = memoryview(data)
         while True:
             if state.error is not None:
-                raise Http2Error(str(state.error))
+                raise _as_http2_error(state.error)
             async with self._lock:
                 if self.closed:
                     raise Http2Error("connection closed")
@@ -215,6 +226,10 @@ class _Connection:
                 for event in events:
                     self._on(event)
                 self._flush_soon()
+                if self.closed and not self.streams:
+                    # After a GOAWAY, once its last streams are done: nothing more to read.
+                    error = Http2Error("the deployment closed the connection (GOAWAY)")
+                    break
         except (OSError, h2.exceptions.H2Error, asyncio.IncompleteReadError) as exc:
             error = exc
         except asyncio.CancelledError:
@@ -249,13 +264,13 @@ class _Connection:
         elif isinstance(event, h2.events.StreamReset):
             state = self.streams.pop(event.stream_id, None)
             if state is not None:
-                state.error = Http2Error(
-                    f"stream reset by the deployment (code {event.error_code})"
-                )
-                if not state.headers.done():
-                    state.headers.set_exception(state.error)
-                state.data.put_nowait(None)
-                state.window.set()
+                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                    self._fail(state, Http2RefusedError("the deployment refused the stream"))
+                else:
+                    self._fail(
+                        state,
+                        Http2Error(f"stream reset by the deployment (code {event.error_code})"),
+                    )
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 for state in self.streams.values():
@@ -265,7 +280,25 @@ class _Connection:
                 if state is not None:
                     state.window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
+            # GOAWAY: no new streams here; the streams above its last stream id were not
+            # processed and fail at once, as retryable. Those at or below it may still finish.
             self.closed = True
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            for stream_id in [i for i in self.streams if i > last]:
+                self._fail(
+                    self.streams.pop(stream_id),
+                    Http2RefusedError(
+                        f"the deployment closes the connection (GOAWAY, last stream {last})"
+                    ),
+                )
+
+    @staticmethod
+    def _fail(state: _StreamState, error: Http2Error) -> None:
+        state.error = error
+        if not state.headers.done():
+            state.headers.set_exception(error)
+        state.data.put_nowait(None)
+        state.window.set()
 
     async def close(self) -> None:
         if self._reader_task is not None:
@@ -273,6 +306,13 @@ class _Connection:
             with contextlib.suppress(BaseException):
                 await self._reader_task
         self.writer.close()
+
+
+def _as_http2_error(error: BaseException) -> Http2Error:
+    """A stream's failure as raised to its user: a refusal stays one (it may be retried)."""
+    if isinstance(error, Http2RefusedError):
+        return Http2RefusedError(str(error))
+    return Http2Error(str(error))
 
 
 def _retrieve(future: asyncio.Future[list[tuple[str, str]]]) -> None:
@@ -339,22 +379,30 @@ class Http2Client:
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes, *, max_body: int
     ) -> tuple[int, dict[str, str], bytes]:
-        """A whole request and response over one stream (discovery, request-response)."""
-        stream = await self.open(method, url, headers)
-        try:
-            await stream.send(body, end=True)
-            status = await stream.response()
-            chunks: list[bytes] = []
-            size = 0
-            while (chunk := await stream.receive()) is not None:
-                size += len(chunk)
-                if size > max_body:
-                    raise Http2Error(f"response body over the limit of {max_body} bytes")
-                chunks.append(chunk)
-            return status, stream.headers, b"".join(chunks)
-        except BaseException:
-            stream.cancel()
-            raise
+        """A whole request and response over one stream (discovery, request-response); a
+        stream the deployment refused is sent again on another connection (up to
+        :data:`REFUSED_RETRIES` times)."""
+        for tries_left in range(REFUSED_RETRIES, -1, -1):
+            stream = await self.open(method, url, headers)
+            try:
+                await stream.send(body, end=True)
+                status = await stream.response()
+                chunks: list[bytes] = []
+                size = 0
+                while (chunk := await stream.receive()) is not None:
+                    size += len(chunk)
+                    if size > max_body:
+                        raise Http2Error(f"response body over the limit of {max_body} bytes")
+                    chunks.append(chunk)
+                return status, stream.headers, b"".join(chunks)
+            except Http2RefusedError:
+                stream.cancel()
+                if not tries_left:
+                    raise
+            except BaseException:
+                stream.cancel()
+                raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Close every connection."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from typing import Any
 
 import pytest
 
-from invoker.http2_client import Http2Client, Http2Error
+from invoker.http2_client import Http2Client, Http2Error, Http2RefusedError
 
 
 async def test_a_stream_whose_response_nobody_awaited_logs_nothing_when_the_peer_goes() -> None:
@@ -42,3 +43,103 @@ async def test_a_stream_whose_response_nobody_awaited_logs_nothing_when_the_peer
         await client.close()
         server.close()
         await server.wait_closed()
+
+
+class _H2Server:
+    """An h2c server that answers each request with 200 and ``ok``, except as ``plan`` says:
+    ``plan(connection, request)`` (both counted from 1) may return ``"goaway"`` (GOAWAY that
+    leaves this request's stream unprocessed: it answers nothing more on that connection and
+    reads until the client closes it), ``"goaway-after"`` (GOAWAY that covers it, then the
+    connection closes unanswered) or ``"refuse"`` (RST_STREAM REFUSED_STREAM)."""
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+        self.connections = 0
+        self.answered = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h2.config
+        import h2.connection
+        import h2.errors
+        import h2.events
+
+        self.connections += 1
+        number = self.connections
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        requests = 0
+        closing = False
+        try:
+            while data := await reader.read(1 << 16):
+                if closing:  # after its GOAWAY a server reads on until the client closes
+                    continue
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        requests += 1
+                        action = self.plan(number, requests)
+                        if action == "refuse":
+                            conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                        elif action == "goaway":
+                            conn.close_connection(last_stream_id=max(event.stream_id - 2, 0))
+                            closing = True
+                        elif action == "goaway-after":  # then the server goes (hypercorn)
+                            conn.close_connection(last_stream_id=event.stream_id)
+                            writer.write(conn.data_to_send())
+                            return
+                    elif isinstance(event, h2.events.StreamEnded) and not closing:
+                        with contextlib.suppress(h2.exceptions.StreamClosedError):
+                            conn.send_headers(event.stream_id, [(":status", "200")])
+                            conn.send_data(event.stream_id, b"ok", end_stream=True)
+                            self.answered += 1
+                writer.write(conn.data_to_send())
+        finally:
+            writer.close()
+
+
+async def _ask(server: _H2Server) -> tuple[int, dict[str, str], bytes]:
+    """One request through a new client to ``server``, as discovery sends it."""
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/S/h"
+    client = Http2Client()
+    try:
+        return await asyncio.wait_for(client.request("POST", url, {}, b"hi", max_body=100), 5)
+    finally:
+        await client.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("plan", "connections"),
+    [
+        (lambda c, r: "goaway" if c == 1 else "answer", 2),
+        (lambda c, r: "refuse" if r == 1 else "answer", 1),
+    ],
+    ids=["above-the-goaway", "refused-stream"],
+)
+async def test_a_stream_the_deployment_did_not_process_is_sent_again(
+    plan: Any, connections: int
+) -> None:
+    server = _H2Server(plan)
+    status, _headers, body = await _ask(server)
+    assert (status, body) == (200, b"ok")
+    assert server.connections == connections
+    assert server.answered == 1
+
+
+async def test_a_stream_the_goaway_covers_fails_as_not_retryable() -> None:
+    """At or below the GOAWAY's last stream the request may have run: it is not sent again."""
+    server = _H2Server(lambda c, r: "goaway-after")
+    with pytest.raises(Http2Error) as raised:
+        await _ask(server)
+    assert not isinstance(raised.value, Http2RefusedError)
+    assert server.connections == 1
+
+
+async def test_a_deployment_that_refuses_every_stream_fails_after_a_few_tries() -> None:
+    server = _H2Server(lambda c, r: "refuse")
+    with pytest.raises(Http2RefusedError):
+        await _ask(server)
+    assert server.answered == 0
