@@ -218,7 +218,11 @@ class _Attempt:
                     await settler.fail(st, AttemptError(503, "the deployment stopped answering"))
                     return None
                 # Nothing for the handler to wait on soon: let it suspend.
-                await self.stream.end()
+                try:
+                    await self.stream.end()
+                except Http2Error as exc:
+                    await settler.fail(st, AttemptError(503, f"the stream broke: {exc}"))
+                    return None
                 closed_input = True
             else:  # the stream ended without End, Suspension or Error
                 self.finished = True

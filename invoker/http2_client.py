@@ -227,7 +227,7 @@ class _Connection:
                     self._on(event)
                 self._flush_soon()
                 if self.closed and not self.streams:
-                    # After a GOAWAY, once its last streams are done: nothing more to read.
+                    # After a GOAWAY (h2 takes no frame after it): nothing more to read.
                     error = Http2Error("the deployment closed the connection (GOAWAY)")
                     break
         except (OSError, h2.exceptions.H2Error, asyncio.IncompleteReadError) as exc:
@@ -280,17 +280,24 @@ class _Connection:
                 if state is not None:
                     state.window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            # GOAWAY: no new streams here; the streams above its last stream id were not
-            # processed and fail at once, as retryable. Those at or below it may still finish.
+            # GOAWAY. The streams above its last stream id were not processed: they fail as
+            # retryable. Those at or below it might still be answered by the protocol, but h2
+            # takes no frame after a GOAWAY (its connection is closed), so they fail too, now
+            # rather than at the inactivity timeout.
             self.closed = True
             last = event.last_stream_id if event.last_stream_id is not None else 0
-            for stream_id in [i for i in self.streams if i > last]:
+            for stream_id, state in self.streams.items():
                 self._fail(
-                    self.streams.pop(stream_id),
+                    state,
                     Http2RefusedError(
                         f"the deployment closes the connection (GOAWAY, last stream {last})"
+                    )
+                    if stream_id > last
+                    else Http2Error(
+                        f"the deployment closed the connection (GOAWAY, code {event.error_code})"
                     ),
                 )
+            self.streams.clear()
 
     @staticmethod
     def _fail(state: _StreamState, error: Http2Error) -> None:

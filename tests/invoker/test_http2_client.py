@@ -48,9 +48,10 @@ async def test_a_stream_whose_response_nobody_awaited_logs_nothing_when_the_peer
 class _H2Server:
     """An h2c server that answers each request with 200 and ``ok``, except as ``plan`` says:
     ``plan(connection, request)`` (both counted from 1) may return ``"goaway"`` (GOAWAY that
-    leaves this request's stream unprocessed: it answers nothing more on that connection and
-    reads until the client closes it), ``"goaway-after"`` (GOAWAY that covers it, then the
-    connection closes unanswered) or ``"refuse"`` (RST_STREAM REFUSED_STREAM)."""
+    leaves this request's stream unprocessed), ``"goaway-after"`` (GOAWAY that covers it) or
+    ``"refuse"`` (RST_STREAM REFUSED_STREAM). After a GOAWAY it answers nothing more on that
+    connection (h2 lets it send nothing) and reads until the client closes it, as hypercorn
+    does when it recycles a connection."""
 
     def __init__(self, plan: Any) -> None:
         self.plan = plan
@@ -85,10 +86,9 @@ class _H2Server:
                         elif action == "goaway":
                             conn.close_connection(last_stream_id=max(event.stream_id - 2, 0))
                             closing = True
-                        elif action == "goaway-after":  # then the server goes (hypercorn)
+                        elif action == "goaway-after":
                             conn.close_connection(last_stream_id=event.stream_id)
-                            writer.write(conn.data_to_send())
-                            return
+                            closing = True
                     elif isinstance(event, h2.events.StreamEnded) and not closing:
                         with contextlib.suppress(h2.exceptions.StreamClosedError):
                             conn.send_headers(event.stream_id, [(":status", "200")])
@@ -129,8 +129,9 @@ async def test_a_stream_the_deployment_did_not_process_is_sent_again(
     assert server.answered == 1
 
 
-async def test_a_stream_the_goaway_covers_fails_as_not_retryable() -> None:
-    """At or below the GOAWAY's last stream the request may have run: it is not sent again."""
+async def test_a_stream_the_goaway_covers_fails_at_once_as_not_retryable() -> None:
+    """At or below the GOAWAY's last stream the request may have run: it is not sent again, and
+    it fails at once (no frame can follow a GOAWAY), not at the attempt's inactivity timeout."""
     server = _H2Server(lambda c, r: "goaway-after")
     with pytest.raises(Http2Error) as raised:
         await _ask(server)
