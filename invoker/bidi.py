@@ -88,13 +88,10 @@ class Bidi:
             try:
                 stream = await self._transports.http2.client.open("POST", url, exchange.headers)
                 await stream.send(exchange.body)
-            except Http2RefusedError as exc:
-                if tries_left:
+            except Http2Error as exc:
+                if isinstance(exc, Http2RefusedError) and tries_left:
                     log.debug("invocation %s: stream refused (%s); opening another", inv.id, exc)
                     continue
-                await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
-                return None
-            except Http2Error as exc:
                 await self._settler.fail(st, AttemptError(503, f"{url}: {exc}"))
                 return None
             attempt = _Attempt(self, st, stream, state, state_version, may_retry=tries_left > 0)
@@ -160,12 +157,9 @@ class _Attempt:
         st = self.st
         try:
             status = await asyncio.wait_for(self.stream.response(), self._inactivity_s())
-        except Http2RefusedError as exc:
-            if self.may_retry:
-                raise _Refused from exc
-            await settler.fail(st, AttemptError(503, f"no response from the deployment: {exc}"))
-            return None
         except (TimeoutError, Http2Error) as exc:
+            if isinstance(exc, Http2RefusedError) and self.may_retry:
+                raise _Refused from exc
             await settler.fail(st, AttemptError(503, f"no response from the deployment: {exc}"))
             return None
         if status != 200:

@@ -238,11 +238,8 @@ class _Connection:
         finally:
             self.closed = True
             for state in self.streams.values():
-                state.error = state.error or error or Http2Error("connection closed")
-                if not state.headers.done():
-                    state.headers.set_exception(Http2Error(str(state.error)))
-                state.data.put_nowait(None)
-                state.window.set()
+                cause = state.error or error
+                self._fail(state, Http2Error(str(cause) if cause else "connection closed"))
             self.streams.clear()
             self.writer.close()
 
