@@ -42,7 +42,7 @@ class Drivers:
         self._again: set[str] = set()
         self._drive: DriveFn | None = None
         #: Attempts that stream (HTTP/2) and want to hear at once of what arrives for them.
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._wakeups: dict[str, Callable[[], None]] = {}
         #: Set whenever something falls due soon: wakes the timer loop.
         self.kick = asyncio.Event()
 
@@ -69,18 +69,17 @@ class Drivers:
             self._again.add(inv_id)
             wakeup = self._wakeups.get(inv_id)
             if wakeup is not None:
-                wakeup.set()
+                wakeup()
             return
         if claimed is None and not self.run_locally and self.dispatcher is not None:
             self._background.spawn(self.dispatcher.dispatch(inv_id))
             return
         self._start(inv_id, claimed, False)
 
-    def watch(self, inv_id: str) -> asyncio.Event:
-        """An event set whenever ``inv_id`` (driven here) is dispatched again: a notification
+    def watch(self, inv_id: str, wakeup: Callable[[], None]) -> None:
+        """Call ``wakeup`` whenever ``inv_id`` (driven here) is dispatched again: a notification
         arrived while its attempt streams."""
-        event = self._wakeups[inv_id] = asyncio.Event()
-        return event
+        self._wakeups[inv_id] = wakeup
 
     def unwatch(self, inv_id: str) -> None:
         """Stop :meth:`watch`."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -42,12 +43,34 @@ class Http2RefusedError(Http2Error):
     sent again as it is (RFC 9113, 8.7): nothing of it ran."""
 
 
+class Http2GoawayError(Http2Error):
+    """The deployment closed the connection gracefully (GOAWAY, ``NO_ERROR``: a server recycling
+    its connection) while this stream was at or below the GOAWAY's last stream id: the server
+    may still be running it, but h2 takes no frame after a GOAWAY, so its answer is lost. The
+    request may have run in part; the server asked for a new connection, not for a pause."""
+
+
 @dataclass(slots=True)
 class _StreamState:
     headers: asyncio.Future[list[tuple[str, str]]]
-    data: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    #: Response body chunks not read yet.
+    chunks: deque[bytes] = field(default_factory=deque)
+    #: No chunk follows those queued (the stream ended, or failed: then ``error`` says why).
+    ended: bool = False
     window: asyncio.Event = field(default_factory=asyncio.Event)
     error: BaseException | None = None
+    #: A reader waiting in :meth:`Http2Stream.receive`.
+    waiter: asyncio.Future[None] | None = None
+    #: Called whenever the stream has news (headers, a chunk, its end): see
+    #: :meth:`Http2Stream.listen`.
+    listener: Callable[[], None] | None = None
+
+    def changed(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.listener is not None:
+            self.listener()
 
 
 class Http2Stream:
@@ -63,10 +86,25 @@ class Http2Stream:
 
     async def response(self) -> int:
         """Wait for the response headers; the status code."""
-        raw = await self._state.headers
+        await self._state.headers
+        return self.answered()
+
+    def has_answer(self) -> bool:
+        """The response headers arrived (or the stream failed before them)."""
+        return self._state.headers.done()
+
+    def answered(self) -> int:
+        """The status code of the response whose headers arrived (:meth:`has_answer`)."""
+        raw = self._state.headers.result()
         self.headers = {k: v for k, v in raw if not k.startswith(":")}
         self.status = int(dict(raw).get(":status", "0"))
         return self.status
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the stream has news: its response headers, a chunk, its
+        end or its failure. A reader that waits on several things at once (the bidirectional
+        attempt) then checks :meth:`has_answer` and :meth:`ready` instead of a task per source."""
+        self._state.listener = listener
 
     async def send(self, data: bytes, *, end: bool = False) -> None:
         """Send ``data`` on the request stream (waiting for flow-control credit)."""
@@ -81,12 +119,30 @@ class Http2Stream:
 
     async def receive(self) -> bytes | None:
         """The next chunk of the response body; None at its end."""
-        chunk = await self._state.data.get()
-        if chunk is None and self._state.error is not None:
-            raise _as_http2_error(self._state.error) from self._state.error
-        if chunk is not None:
+        state = self._state
+        while not state.chunks and not state.ended:
+            state.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await state.waiter
+            finally:
+                state.waiter = None
+        return self.take()
+
+    def ready(self) -> bool:
+        """:meth:`take` has something: a chunk, the end, or the failure."""
+        return bool(self._state.chunks) or self._state.ended
+
+    def take(self) -> bytes | None:
+        """The next chunk when :meth:`ready`: a chunk, or None at the end (a failed stream
+        raises :class:`Http2Error` once its chunks are read)."""
+        state = self._state
+        if state.chunks:
+            chunk = state.chunks.popleft()
             self._conn.consumed(self.stream_id, len(chunk))
-        return chunk
+            return chunk
+        if state.error is not None:
+            raise _as_http2_error(state.error) from state.error
+        return None
 
     def cancel(self) -> None:
         """Reset the stream (the attempt is over early)."""
@@ -248,16 +304,19 @@ class _Connection:
             state = self.streams.get(event.stream_id)
             if state is not None and not state.headers.done():
                 state.headers.set_result([(str(k), str(v)) for k, v in event.headers])
+                state.changed()
         elif isinstance(event, h2.events.DataReceived):
             state = self.streams.get(event.stream_id)
             if state is not None:
-                state.data.put_nowait(bytes(event.data))
+                state.chunks.append(bytes(event.data))
+                state.changed()
             else:
                 self.consumed(event.stream_id, event.flow_controlled_length)
         elif isinstance(event, h2.events.StreamEnded):
             state = self.streams.pop(event.stream_id, None)
             if state is not None:
-                state.data.put_nowait(None)
+                state.ended = True
+                state.changed()
         elif isinstance(event, h2.events.StreamReset):
             state = self.streams.pop(event.stream_id, None)
             if state is not None:
@@ -283,17 +342,22 @@ class _Connection:
             # rather than at the inactivity timeout.
             self.closed = True
             last = event.last_stream_id if event.last_stream_id is not None else 0
+            graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
             for stream_id, state in self.streams.items():
-                self._fail(
-                    state,
-                    Http2RefusedError(
+                error: Http2Error
+                if stream_id > last:
+                    error = Http2RefusedError(
                         f"the deployment closes the connection (GOAWAY, last stream {last})"
                     )
-                    if stream_id > last
-                    else Http2Error(
+                elif graceful:
+                    error = Http2GoawayError(
+                        "the deployment closed the connection (GOAWAY) with the stream open"
+                    )
+                else:
+                    error = Http2Error(
                         f"the deployment closed the connection (GOAWAY, code {event.error_code})"
-                    ),
-                )
+                    )
+                self._fail(state, error)
             self.streams.clear()
 
     @staticmethod
@@ -301,8 +365,9 @@ class _Connection:
         state.error = error
         if not state.headers.done():
             state.headers.set_exception(error)
-        state.data.put_nowait(None)
+        state.ended = True
         state.window.set()
+        state.changed()
 
     async def close(self) -> None:
         if self._reader_task is not None:
@@ -313,9 +378,10 @@ class _Connection:
 
 
 def _as_http2_error(error: BaseException) -> Http2Error:
-    """A stream's failure as raised to its user: a refusal stays one (it may be retried)."""
-    if isinstance(error, Http2RefusedError):
-        return Http2RefusedError(str(error))
+    """A stream's failure as raised to its user, a new exception each time; its kind stays
+    (a refusal may be retried at once, a graceful GOAWAY soon)."""
+    if isinstance(error, Http2Error):
+        return type(error)(str(error))
     return Http2Error(str(error))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from invoker.http2_client import Http2Client, Http2Error, Http2RefusedError
+from invoker.http2_client import Http2Client, Http2Error, Http2GoawayError, Http2RefusedError
 
 
 async def test_a_stream_whose_response_nobody_awaited_logs_nothing_when_the_peer_goes() -> None:
@@ -136,6 +136,8 @@ async def test_a_stream_the_goaway_covers_fails_at_once_as_not_retryable() -> No
     with pytest.raises(Http2Error) as raised:
         await _ask(server)
     assert not isinstance(raised.value, Http2RefusedError)
+    # A graceful GOAWAY (NO_ERROR): the attempt behind it may go again soon.
+    assert isinstance(raised.value, Http2GoawayError)
     assert server.connections == 1
 
 
