@@ -1,14 +1,19 @@
-"""An HTTP/2 cleartext client (h2c with prior knowledge) for deployments, on the ``h2`` library.
+"""An HTTP/2 cleartext client (h2c with prior knowledge) for deployments, on ``jh2``.
 
 restate-server talks HTTP/2 to deployments unless told ``use_http_11``, and the official SDKs
 served the default way (``restate.serve()`` in TypeScript, hypercorn for Python) speak only
 that. Over HTTP/2 a deployment announces ``BIDI_STREAM``: the request and the response stream
 at the same time, so the runtime can acknowledge each step as it commits.
 
-The ``h2`` package holds the protocol state machine (frames, HPACK, flow control); this module
-drives it over an asyncio connection: one connection per origin, any number of concurrent
-streams on it, a reader task dispatching events to streams. Why not httpx's HTTP/2: it sends
-the whole request body before it reads the response, which rules out a bidirectional stream.
+The protocol state machine (frames, HPACK, flow control) is ``jh2``, a maintained fork of the
+``h2`` package with the same API whose HPACK coder is compiled (Rust). Measured here with the
+runtime's real request headers: opening a stream (``send_headers``) costs 55-85 us of CPU
+against 105-135 us with ``h2``, a whole request-response exchange on the client side about
+160 us against 225 us, and under HTTP/2 load the runtime's CPU per counter call fell by about
+7 % (alternating runs, noisy). This module drives it over an asyncio connection: one
+connection per origin, any number of concurrent streams on it, a reader task dispatching
+events to streams. Why not httpx's HTTP/2: it sends the whole request body before it reads the
+response, which rules out a bidirectional stream.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
+import jh2 as h2  # h2's API under another name (see above)
+import jh2.config
+import jh2.connection
+import jh2.errors
+import jh2.events
+import jh2.exceptions
+import jh2.settings
 
 #: How many times a stream the deployment refused is opened again before the refusal counts as
 #: the attempt's failure.
