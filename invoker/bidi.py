@@ -133,8 +133,9 @@ class Bidi:
         # connection) ran nothing: it is opened again on another connection, not retried later.
         for tries_left in range(REFUSED_RETRIES, -1, -1):
             try:
-                stream = await self._transports.http2.client.open("POST", url, exchange.headers)
-                await stream.send(exchange.body)
+                stream = await self._transports.http2.client.open(
+                    "POST", url, exchange.headers, exchange.body
+                )
             except Http2Error as exc:
                 if isinstance(exc, Http2RefusedError) and tries_left:
                     log.debug("invocation %s: stream refused (%s); opening another", inv.id, exc)

@@ -82,13 +82,16 @@ class _StreamState:
 class Http2Stream:
     """One request/response stream; both directions may be open at once."""
 
-    def __init__(self, conn: _Connection, stream_id: int, state: _StreamState) -> None:
+    def __init__(
+        self, conn: _Connection, stream_id: int, state: _StreamState, *, ended_out: bool = False
+    ) -> None:
         self._conn = conn
         self.stream_id = stream_id
         self._state = state
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._ended_out = False
+        #: The request side is closed (its end was sent).
+        self.ended_out = ended_out
 
     async def response(self) -> int:
         """Wait for the response headers; the status code."""
@@ -116,11 +119,11 @@ class Http2Stream:
         """Send ``data`` on the request stream (waiting for flow-control credit)."""
         await self._conn.send_data(self.stream_id, self._state, data, end)
         if end:
-            self._ended_out = True
+            self.ended_out = True
 
     async def end(self) -> None:
         """Close the request side (the deployment sees the end of its input)."""
-        if not self._ended_out:
+        if not self.ended_out:
             await self.send(b"", end=True)
 
     async def receive(self) -> bytes | None:
@@ -217,8 +220,16 @@ class _Connection:
             self.writer.write(data)
 
     async def open(
-        self, method: str, path: str, authority: str, headers: dict[str, str]
-    ) -> Http2Stream:
+        self,
+        method: str,
+        path: str,
+        authority: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        end: bool = False,
+    ) -> tuple[Http2Stream, int]:
+        """Open a stream: its headers and as much of ``body`` as one frame and the window take,
+        in one write (the deployment reads them together); the stream and the bytes sent."""
         async with self._lock:
             if self.closed:
                 raise Http2Error("connection closed")
@@ -239,9 +250,16 @@ class _Connection:
                 (":path", path),
                 *((k.lower(), v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP),
             ]
-            self.h2.send_headers(stream_id, request_headers)
+            self.h2.send_headers(stream_id, request_headers, end_stream=end and not body)
+            sent = 0
+            if body:
+                window = self.h2.local_flow_control_window(stream_id)
+                sent = min(len(body), window, self.h2.max_outbound_frame_size)
+                if sent:
+                    self.h2.send_data(stream_id, body[:sent], end_stream=end and sent == len(body))
             await self._flush()
-        return Http2Stream(self, stream_id, state)
+        stream = Http2Stream(self, stream_id, state, ended_out=end and sent == len(body))
+        return stream, sent
 
     async def send_data(self, stream_id: int, state: _StreamState, data: bytes, end: bool) -> None:
         view = memoryview(data)
@@ -409,8 +427,17 @@ class Http2Client:
         self._conns: dict[tuple[str, int], list[_Connection]] = {}
         self._connecting: dict[tuple[str, int], asyncio.Lock] = {}
 
-    async def open(self, method: str, url: str, headers: dict[str, str]) -> Http2Stream:
-        """Open a stream for ``method url`` (headers sent, body not yet)."""
+    async def open(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        *,
+        end: bool = False,
+    ) -> Http2Stream:
+        """Open a stream for ``method url`` and send ``body`` on it (``end``: and end the
+        request side); the headers and the body's first frame go in one write."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", ""):
             raise Http2Error(f"{url}: only cleartext HTTP/2 (h2c) is supported")
@@ -421,11 +448,19 @@ class Http2Client:
         for _ in range(3):
             conn = await self._connection((host, port))
             try:
-                return await conn.open(method, path, authority, headers)
+                stream, sent = await conn.open(method, path, authority, headers, body, end)
             except h2.exceptions.TooManyStreamsError:
                 conn.full = True
             except Http2Error:
                 conn.closed = True
+            else:
+                if sent < len(body) or (end and not stream.ended_out):
+                    try:
+                        await stream.send(body[sent:], end=end)
+                    except BaseException:
+                        stream.cancel()
+                        raise
+                return stream
         raise Http2Error(f"{url}: cannot open an HTTP/2 stream")
 
     async def _connection(self, origin: tuple[str, int]) -> _Connection:
@@ -459,9 +494,13 @@ class Http2Client:
         stream the deployment refused is sent again on another connection (up to
         :data:`REFUSED_RETRIES` times)."""
         for tries_left in range(REFUSED_RETRIES, -1, -1):
-            stream = await self.open(method, url, headers)
             try:
-                await stream.send(body, end=True)
+                stream = await self.open(method, url, headers, body, end=True)
+            except Http2RefusedError:
+                if not tries_left:
+                    raise
+                continue
+            try:
                 status = await stream.response()
                 chunks: list[bytes] = []
                 size = 0

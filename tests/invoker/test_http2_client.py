@@ -57,6 +57,7 @@ class _H2Server:
         self.plan = plan
         self.connections = 0
         self.answered = 0
+        self.received = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h2.config
@@ -78,6 +79,11 @@ class _H2Server:
                 if closing:  # after its GOAWAY a server reads on until the client closes
                     continue
                 for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        self.received += len(event.data)
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
                     if isinstance(event, h2.events.RequestReceived):
                         requests += 1
                         action = self.plan(number, requests)
@@ -99,13 +105,13 @@ class _H2Server:
             writer.close()
 
 
-async def _ask(server: _H2Server) -> tuple[int, dict[str, str], bytes]:
+async def _ask(server: _H2Server, body: bytes = b"hi") -> tuple[int, dict[str, str], bytes]:
     """One request through a new client to ``server``, as discovery sends it."""
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/S/h"
     client = Http2Client()
     try:
-        return await asyncio.wait_for(client.request("POST", url, {}, b"hi", max_body=100), 5)
+        return await asyncio.wait_for(client.request("POST", url, {}, body, max_body=100), 5)
     finally:
         await client.close()
         listener.close()
@@ -146,3 +152,13 @@ async def test_a_deployment_that_refuses_every_stream_fails_after_a_few_tries() 
     with pytest.raises(Http2RefusedError):
         await _ask(server)
     assert server.answered == 0
+
+
+@pytest.mark.parametrize("size", [0, 2, 16_384, 200_000])
+async def test_a_body_goes_whole_in_the_opening_write_or_after_it(size: int) -> None:
+    """The headers and the body's first frame go out together; a body over one frame or over
+    the stream's window (65,535 bytes at this server) follows as flow control allows."""
+    server = _H2Server(lambda c, r: "answer")
+    status, _headers, body = await _ask(server, b"x" * size)
+    assert (status, body) == (200, b"ok")
+    assert server.received == size
