@@ -16,6 +16,7 @@ from invoker.journal import load_partition
 from invoker.outbox import Outbox
 from invoker.registry import Registry
 from invoker.store import Store
+from restate_lambda.clock import Clock
 from restate_lambda.protocol.messages import describe
 
 
@@ -27,6 +28,7 @@ class Admin:
     registry: Registry
     store: Store
     outbox: Outbox
+    clock: Clock
 
     async def register_deployment(
         self,
@@ -89,10 +91,13 @@ class Admin:
     async def list_invocations(
         self, *, include_completed: bool = True, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Invocation rows, newest first."""
+        """Invocation rows, newest first (those past their retention are gone)."""
         rows = []
+        now = self.clock.now_ms()
         for item in await self.backend.scan(keys.INV_PREFIX, keys.META):
             inv = msgspec.msgpack.decode(item.value, type=rec.Invocation)
+            if rec.past_retention(inv, now):
+                continue
             if include_completed or inv.status != rec.Status.COMPLETED:
                 rows.append(inv)
         rows.sort(key=lambda i: (-i.created_ms, i.id))
@@ -105,7 +110,7 @@ class Admin:
         except ValueError as exc:
             raise BadRequestError(f"invalid invocation id {invocation_id!r}: {exc}") from exc
         loaded = load_partition(await self.backend.query(keys.inv(invocation_id)))
-        if loaded is None:
+        if loaded is None or rec.past_retention(loaded.invocation, self.clock.now_ms()):
             raise NotFoundError(f"invocation {invocation_id} not found")
         row = invocation_row(loaded.invocation)
         row["journal"] = [

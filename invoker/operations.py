@@ -58,7 +58,7 @@ class Operations(Admin):
         """Read-only store and registry access for SQL introspection (``POST /query``)."""
         from invoker.introspection.source import IntrospectionSource
 
-        return IntrospectionSource(self.backend, self.registry)
+        return IntrospectionSource(self.backend, self.registry, self.clock)
 
     async def modify_state(
         self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None

@@ -25,6 +25,7 @@ from invoker import records as rec
 from invoker.journal import Loaded, load_partition
 from invoker.registry_model import DeploymentInfo, ServiceInfo
 from invoker.store import decode_invocation, decode_lock, decode_promise
+from restate_lambda.clock import Clock, SystemClock
 from restate_lambda.protocol.ids import is_invocation_id
 
 #: Default budget of items one query may read from the store.
@@ -82,9 +83,12 @@ class RegistryView(Protocol):
 class IntrospectionSource:
     """What the system tables are read from: the store and the registry of one engine."""
 
-    def __init__(self, backend: Backend, registry: RegistryView) -> None:
+    def __init__(
+        self, backend: Backend, registry: RegistryView, clock: Clock | None = None
+    ) -> None:
         self.backend = backend
         self.registry = registry
+        self.clock: Clock = clock or SystemClock()
 
     async def services(self) -> list[ServiceInfo]:
         """The latest revision of every registered service."""
@@ -98,17 +102,25 @@ class IntrospectionSource:
 
     def reader(self, max_items: int = DEFAULT_MAX_ITEMS) -> StoreReader:
         """A reader for one query, allowed to read ``max_items`` items."""
-        return StoreReader(self.backend, max_items)
+        return StoreReader(self.backend, max_items, self.clock.now_ms())
 
 
 class StoreReader:
-    """The store reads of one query, counted against its budget."""
+    """The store reads of one query, counted against its budget, as of one instant.
 
-    def __init__(self, backend: Backend, max_items: int) -> None:
+    An invocation whose retention ended by ``now_ms`` is gone, as it is to clients
+    (:func:`invoker.records.past_retention`): its record and journal are left out even while
+    the store still holds them (DynamoDB deletes expired items within days)."""
+
+    def __init__(self, backend: Backend, max_items: int, now_ms: int | None = None) -> None:
         self.backend = backend
         self.max_items = max_items
+        self.now_ms = now_ms
         self.items_read = 0
         self._metas: list[rec.Invocation] | None = None
+
+    def _gone(self, inv: rec.Invocation) -> bool:
+        return self.now_ms is not None and rec.past_retention(inv, self.now_ms)
 
     # -- budget ------------------------------------------------------------------------------
 
@@ -158,15 +170,22 @@ class StoreReader:
                     continue
                 item = await self._get(keys.inv(inv_id), keys.META, "invocations")
                 if item is not None:
-                    out.append(decode_invocation(item.value))
+                    inv = decode_invocation(item.value)
+                    if not self._gone(inv):
+                        out.append(inv)
             return out
         if self._metas is None:
             if fetch is not None and fetch <= self._remaining():
                 items = await self.backend.scan(keys.INV_PREFIX, keys.META, limit=fetch)
                 self._count(len(items), "invocations")
-                return [decode_invocation(i.value) for i in items]
+                invs = [decode_invocation(i.value) for i in items]
+                kept = [inv for inv in invs if not self._gone(inv)]
+                if len(kept) == len(invs) or len(items) < fetch:
+                    return kept
+                # Some of the first ``fetch`` are gone: the limit needs the whole scan.
             items = await self._scan(keys.INV_PREFIX, keys.META, "invocations")
-            self._metas = [decode_invocation(i.value) for i in items]
+            decoded = (decode_invocation(i.value) for i in items)
+            self._metas = [inv for inv in decoded if not self._gone(inv)]
         return self._metas
 
     async def partitions(self, ids: Iterable[str] | None = None) -> list[Loaded]:
@@ -178,7 +197,7 @@ class StoreReader:
             if not is_invocation_id(inv_id):
                 continue
             loaded = load_partition(await self._query(keys.inv(inv_id), "", "journals"))
-            if loaded is not None:
+            if loaded is not None and not self._gone(loaded.invocation):
                 out.append(loaded)
         return out
 
