@@ -233,11 +233,28 @@ def configure_logging(
         for handler in root.handlers:
             handler.setFormatter(formatter(fmt))
         return root.handlers[0]
-    ours = logging.StreamHandler(stream or sys.stderr)
+    ours = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     ours.setFormatter(formatter(fmt))
     setattr(ours, _MARK, True)
     root.addHandler(ours)
     return ours
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last-resort
+    handler does), not to the stderr of the moment the handler was made: a CLI run inside a
+    test runner or a notebook that swaps ``sys.stderr`` still sees its lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass  # always the current sys.stderr
 
 
 def configure_lambda_logging(level: int | str) -> None:

@@ -156,6 +156,22 @@ def test_configure_logging_replaces_its_own_handler(root_handlers: logging.Logge
     assert INV == json.loads(stream.getvalue().splitlines()[-1])["invocation_id"]
 
 
+def test_the_default_handler_writes_to_the_stderr_of_the_moment(
+    root_handlers: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a stream the handler follows ``sys.stderr`` when a record comes, so a CLI run
+    inside a test runner (which swaps stderr per test) writes where that test reads."""
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    configure_logging(logging.INFO, "text")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.getLogger("restate_lambda.test").warning("one")
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("restate_lambda.test").warning("two")
+    assert "one" in first.getvalue() and "two" not in first.getvalue()
+    assert "two" in second.getvalue()
+
+
 def test_lambda_json_logging_reuses_the_runtime_handler(
     root_handlers: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
