@@ -4,6 +4,8 @@ make run results durable (checkpoints) and stop early before a deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import traceback
 from collections.abc import Awaitable, Callable
 from time import monotonic
@@ -253,7 +255,10 @@ class Attempt:
             if asyncio.iscoroutinefunction(action) or _is_async_partial(action):
                 value = await action()
             else:
-                value = await asyncio.get_running_loop().run_in_executor(None, action)
+                # In a worker thread, with the handler's context variables (as the official SDK
+                # and asyncio.to_thread do): tracing and logging context reach the step's body.
+                body = functools.partial(contextvars.copy_context().run, action)
+                value = await asyncio.get_running_loop().run_in_executor(None, body)
             try:
                 payload = serde.serialize(value)
             except Exception as e:  # retrying cannot help: the step would return it again
@@ -301,8 +306,6 @@ def _elapsed_ms(start: float) -> int:
 
 
 def _is_async_partial(fn: Any) -> bool:
-    import functools
-
     return isinstance(fn, functools.partial) and asyncio.iscoroutinefunction(fn.func)
 
 
