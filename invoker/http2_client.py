@@ -182,6 +182,7 @@ class _Connection:
         self.full = False
         self._lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
 
     def open_streams(self) -> int:
         """Streams open on this connection (by the protocol's count)."""
@@ -215,6 +216,14 @@ class _Connection:
                 raise Http2Error(f"connection lost ({exc})") from exc
 
     def _flush_soon(self) -> None:
+        """Send what h2 has to send at the end of this turn of the event loop: the frames of
+        several streams (resets, window updates) then leave in one write."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
         data = self.h2.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
