@@ -34,6 +34,8 @@ import jh2.events
 import jh2.exceptions
 import jh2.settings
 
+from invoker.goaway_cut import Goaway, GoawayCut
+
 #: How many times a stream the deployment refused is opened again before the refusal counts as
 #: the attempt's failure.
 REFUSED_RETRIES = 3
@@ -183,6 +185,7 @@ class _Connection:
         self._lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self._goaway_cut = GoawayCut()
 
     def open_streams(self) -> int:
         """Streams open on this connection (by the protocol's count)."""
@@ -311,9 +314,13 @@ class _Connection:
                 if not data:
                     error = Http2Error("the deployment closed the connection")
                     break
-                events = self.h2.receive_data(data)
-                for event in events:
+                # h2 takes no frame after a GOAWAY, not even those after it in the same read
+                # (it raises, and the read's events are lost): GOAWAYs go around it.
+                data, goaways = self._goaway_cut.feed(data)
+                for event in self.h2.receive_data(data) if data else ():
                     self._on(event)
+                for goaway in goaways:
+                    self._on_goaway(goaway)
                 self._flush_soon()
                 if self.closed and not self.streams:
                     # After a GOAWAY (h2 takes no frame after it): nothing more to read.
@@ -369,29 +376,35 @@ class _Connection:
                 if state is not None:
                     state.window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            # GOAWAY. The streams above its last stream id were not processed: they fail as
-            # retryable. Those at or below it might still be answered by the protocol, but h2
-            # takes no frame after a GOAWAY (its connection is closed), so they fail too, now
-            # rather than at the inactivity timeout.
-            self.closed = True
+            # GOAWAY frames are taken out before h2 sees them (``_read_loop``): this is h2
+            # ending the connection itself.
             last = event.last_stream_id if event.last_stream_id is not None else 0
-            graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
-            for stream_id, state in self.streams.items():
-                error: Http2Error
-                if stream_id > last:
-                    error = Http2RefusedError(
-                        f"the deployment closes the connection (GOAWAY, last stream {last})"
-                    )
-                elif graceful:
-                    error = Http2GoawayError(
-                        "the deployment closed the connection (GOAWAY) with the stream open"
-                    )
-                else:
-                    error = Http2Error(
-                        f"the deployment closed the connection (GOAWAY, code {event.error_code})"
-                    )
-                self._fail(state, error)
-            self.streams.clear()
+            self._on_goaway(Goaway(last, int(event.error_code or 0)))
+
+    def _on_goaway(self, goaway: Goaway) -> None:
+        """The streams above the GOAWAY's last stream id were not processed: they fail as
+        refused (opened again elsewhere at once). Those at or below it may still be answered
+        by the protocol, but hypercorn, on h2 too, cannot send a frame after its own GOAWAY:
+        they fail now, as a graceful close (retried at once) when the GOAWAY has no error
+        code, rather than at the inactivity timeout."""
+        self.closed = True
+        last = goaway.last_stream_id
+        for stream_id, state in self.streams.items():
+            error: Http2Error
+            if stream_id > last:
+                error = Http2RefusedError(
+                    f"the deployment closes the connection (GOAWAY, last stream {last})"
+                )
+            elif goaway.error_code == h2.errors.ErrorCodes.NO_ERROR:
+                error = Http2GoawayError(
+                    "the deployment closed the connection (GOAWAY) with the stream open"
+                )
+            else:
+                error = Http2Error(
+                    f"the deployment closed the connection (GOAWAY, code {goaway.error_code})"
+                )
+            self._fail(state, error)
+        self.streams.clear()
 
     @staticmethod
     def _fail(state: _StreamState, error: Http2Error) -> None:

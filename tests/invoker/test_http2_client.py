@@ -78,6 +78,7 @@ class _H2Server:
             while data := await reader.read(1 << 16):
                 if closing:  # after its GOAWAY a server reads on until the client closes
                     continue
+                extra = b""
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.DataReceived):
                         self.received += len(event.data)
@@ -95,14 +96,27 @@ class _H2Server:
                         elif action == "goaway-after":
                             conn.close_connection(last_stream_id=event.stream_id)
                             closing = True
+                        elif action in ("goaway-then-frame", "goaway-after-then-frame"):
+                            last = event.stream_id - (2 if action == "goaway-then-frame" else 0)
+                            conn.close_connection(last_stream_id=max(last, 0))
+                            closing = True
+                            # A frame behind the GOAWAY in the same write (hypercorn sends
+                            # window updates so): h2 itself can send nothing after it.
+                            extra = _WINDOW_UPDATE
                     elif isinstance(event, h2.events.StreamEnded) and not closing:
                         with contextlib.suppress(h2.exceptions.StreamClosedError):
                             conn.send_headers(event.stream_id, [(":status", "200")])
                             conn.send_data(event.stream_id, b"ok", end_stream=True)
                             self.answered += 1
-                writer.write(conn.data_to_send())
+                writer.write(conn.data_to_send() + extra)
         finally:
             writer.close()
+
+
+#: WINDOW_UPDATE on the connection, increment 1,000.
+_WINDOW_UPDATE = (
+    (4).to_bytes(3, "big") + b"\x08\x00" + (0).to_bytes(4, "big") + (1000).to_bytes(4, "big")
+)
 
 
 async def _ask(server: _H2Server, body: bytes = b"hi") -> tuple[int, dict[str, str], bytes]:
@@ -122,8 +136,9 @@ async def _ask(server: _H2Server, body: bytes = b"hi") -> tuple[int, dict[str, s
     [
         (lambda c, r: "goaway" if c == 1 else "answer", 2),
         (lambda c, r: "refuse" if r == 1 else "answer", 1),
+        (lambda c, r: "goaway-then-frame" if c == 1 else "answer", 2),
     ],
-    ids=["above-the-goaway", "refused-stream"],
+    ids=["above-the-goaway", "refused-stream", "above-the-goaway-with-a-frame-behind"],
 )
 async def test_a_stream_the_deployment_did_not_process_is_sent_again(
     plan: Any, connections: int
@@ -135,10 +150,12 @@ async def test_a_stream_the_deployment_did_not_process_is_sent_again(
     assert server.answered == 1
 
 
-async def test_a_stream_the_goaway_covers_fails_at_once_as_not_retryable() -> None:
+@pytest.mark.parametrize("action", ["goaway-after", "goaway-after-then-frame"])
+async def test_a_stream_the_goaway_covers_fails_at_once_as_not_retryable(action: str) -> None:
     """At or below the GOAWAY's last stream the request may have run: it is not sent again, and
-    it fails at once (no frame can follow a GOAWAY), not at the attempt's inactivity timeout."""
-    server = _H2Server(lambda c, r: "goaway-after")
+    it fails at once (no frame can follow a GOAWAY), not at the attempt's inactivity timeout,
+    also with frames behind the GOAWAY in the same read."""
+    server = _H2Server(lambda c, r: action)
     with pytest.raises(Http2Error) as raised:
         await _ask(server)
     assert not isinstance(raised.value, Http2RefusedError)
