@@ -24,6 +24,7 @@ from restate_lambda.logger import current_machine
 from restate_lambda.options import RunOptions, millis
 from restate_lambda.run_retry import RunRetryPolicy
 from restate_lambda.server_context import context_class
+from restate_lambda.step_threads import run_in_step_thread
 from restate_lambda.vm.journal import VMError
 from restate_lambda.vm.machine import AwaitOutcome, Machine
 
@@ -258,7 +259,7 @@ class Attempt:
                 # In a worker thread, with the handler's context variables (as the official SDK
                 # and asyncio.to_thread do): tracing and logging context reach the step's body.
                 body = functools.partial(contextvars.copy_context().run, action)
-                value = await asyncio.get_running_loop().run_in_executor(None, body)
+                value = await run_in_step_thread(body)
             try:
                 payload = serde.serialize(value)
             except Exception as e:  # retrying cannot help: the step would return it again
