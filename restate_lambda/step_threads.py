@@ -28,6 +28,7 @@ handlers whose steps block on slow I/O many at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import threading
@@ -38,10 +39,16 @@ T = TypeVar("T")
 
 
 def _cap() -> int:
-    raw = os.environ.get("RESTATE_LAMBDA_STEP_THREADS", "")
-    if raw.strip().isdigit() and int(raw) > 0:
+    default = min(32, (os.cpu_count() or 1) + 4)
+    raw = os.environ.get("RESTATE_LAMBDA_STEP_THREADS", "").strip()
+    if not raw:
+        return default
+    if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return min(32, (os.cpu_count() or 1) + 4)
+    logging.getLogger("restate_lambda").warning(
+        "RESTATE_LAMBDA_STEP_THREADS=%r is not a positive integer: using %d", raw, default
+    )
+    return default
 
 
 #: The most threads the pool starts (``RESTATE_LAMBDA_STEP_THREADS``, default
@@ -91,17 +98,18 @@ class StepThreads:
         while True:
             loop, future, fn = self._jobs.get()
             try:
-                value = fn()
-            except BaseException as exc:  # handed to the awaiting task, as an executor does
-                _answer(loop, future, None, _storable(exc))
-            else:
-                _answer(loop, future, value, None)
-            del loop, future, fn
+                value, exc = fn(), None
+            except BaseException as e:  # handed to the awaiting task, as an executor does
+                value, exc = None, _storable(e)
+            # Free before answering: the answer may make its task submit the next step at once,
+            # which should find this thread rather than start another.
             with self._lock:
                 if self._backlog > 0:
                     self._backlog -= 1
                 else:
                     self._idle += 1
+            _answer(loop, future, value, exc)
+            del loop, future, fn, value, exc  # an idle thread keeps no result alive
 
     def _after_fork(self) -> None:
         """In a forked child the threads are gone: start afresh."""
