@@ -29,7 +29,11 @@ Workloads (all through the ingress, ``POST`` with a JSON body):
 
 Per (workload, runtime): sequential latency (one client, after a warm-up) and throughput with 16
 concurrent clients, each bounded in time; CPU of the runtime process group per 1000 calls during
-the throughput phase; at the end the peak RSS (``VmHWM``) of every process.
+the throughput phase; at the end the peak RSS (``VmHWM``) of every process. ``--rounds N`` measures
+each workload N times on each runtime, the one that goes first alternating from round to round;
+a ratio is then the median over the rounds of the ratio within each round (the two measurements
+of a round are minutes apart at most, on the machine as it was then; on a shared machine one
+round's throughput moves by a third from the next).
 
 The load generator runs in this process: a raw asyncio keep-alive HTTP/1.1 client
 (``invoker.http_client.HttpClient``), on uvloop when installed.
@@ -38,6 +42,7 @@ Usage::
 
     .venv/bin/python benchmarks/runtime_bench.py [--quick] [--only ours|restate] [--json out.json]
         [--sdk-server uvicorn|hypercorn] [--protocols h1,h2] [--workloads greet,5-step]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -193,6 +199,7 @@ class Measurement:
     #: cores the other runtimes (meant to idle) used during the throughput phase
     idle_cores: float = 0.0
     check: str = ""
+    round: int = 1  # which of the ``--rounds`` measurements of this workload and runtime
 
 
 def _pct(sorted_ms: list[float], q: float) -> float:
@@ -457,18 +464,22 @@ def _f(x: float, nd: int = 1) -> str:
 
 
 def format_table(results: list[Measurement]) -> str:
+    several = any(m.round > 1 for m in results)
+    w = 11 if several else 8  # runtime, or runtime/round
     head = (
-        f"{'workload':9} {'http':4} {'runtime':8} {'seq p50':>8} {'seq p99':>8} {'req/s@16':>9} "
-        f"{'p50@16':>7} {'p99@16':>7} {'rt CPU':>7} {'sdk CPU':>7} {'errors':>6}  check"
+        f"{'workload':9} {'http':4} {'runtime':{w}} {'seq p50':>8} {'seq p99':>8} "
+        f"{'req/s@16':>9} {'p50@16':>7} {'p99@16':>7} {'rt CPU':>7} {'sdk CPU':>7} {'errors':>6}"
+        "  check"
     )
     units = (
-        f"{'':9} {'':4} {'':8} {'ms':>8} {'ms':>8} {'':>9} {'ms':>7} {'ms':>7} "
+        f"{'':9} {'':4} {'':{w}} {'ms':>8} {'ms':>8} {'':>9} {'ms':>7} {'ms':>7} "
         f"{'s/1k':>7} {'s/1k':>7} {'':>6}"
     )
     lines = [head, units, "-" * len(head)]
     for m in results:
+        name = f"{m.runtime}/{m.round}" if several else m.runtime
         lines.append(
-            f"{m.workload:9} {m.protocol:4} {m.runtime:8} {_f(m.seq_p50_ms, 2):>8} "
+            f"{m.workload:9} {m.protocol:4} {name:{w}} {_f(m.seq_p50_ms, 2):>8} "
             f"{_f(m.seq_p99_ms, 2):>8} "
             f"{_f(m.conc_rps, 0):>9} {_f(m.conc_p50_ms):>7} {_f(m.conc_p99_ms):>7} "
             f"{_f(m.runtime_cpu_s_per_1k, 2):>7} {_f(m.sdk_cpu_s_per_1k, 2):>7} "
@@ -478,7 +489,12 @@ def format_table(results: list[Measurement]) -> str:
 
 
 def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
-    by = {(m.workload, m.runtime, m.protocol): m for m in results}
+    """Ours over restate-server per workload and protocol: with several rounds, each metric's
+    median over the rounds of the ratio within the round (the two measurements of a round run
+    next to each other, on the machine as it was then), and every round's throughput ratio."""
+    by: dict[tuple[str, str, str], dict[int, Measurement]] = {}
+    for m in results:
+        by.setdefault((m.workload, m.runtime, m.protocol), {})[m.round] = m
     out = []
     combos = [
         (wl, ours, proto)
@@ -487,21 +503,27 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
         for wl in WORKLOADS
     ]
     for wl, ours, proto in combos:
-        a, b = by.get((wl.name, ours, proto)), by.get((wl.name, "restate", proto))
-        if a is None or b is None:
+        a, b = by.get((wl.name, ours, proto), {}), by.get((wl.name, "restate", proto), {})
+        pairs = [(a[n], b[n]) for n in sorted(a) if n in b]
+        if not pairs:
             continue
 
-        def r(x: float, y: float) -> float:
-            return x / y if y else float("nan")
+        def r(field: str, pairs: list[tuple[Measurement, Measurement]] = pairs) -> list[float]:
+            return [
+                getattr(x, field) / getattr(y, field) if getattr(y, field) else float("nan")
+                for x, y in pairs
+            ]
 
         out.append(
             {
                 "workload": wl.name if ours == "ours" else f"{wl.name}*",
                 "protocol": proto,
-                "seq_p50": r(a.seq_p50_ms, b.seq_p50_ms),
-                "seq_p99": r(a.seq_p99_ms, b.seq_p99_ms),
-                "rps": r(a.conc_rps, b.conc_rps),
-                "cpu_per_call": r(a.runtime_cpu_s_per_1k, b.runtime_cpu_s_per_1k),
+                "rounds": len(pairs),
+                "seq_p50": statistics.median(r("seq_p50_ms")),
+                "seq_p99": statistics.median(r("seq_p99_ms")),
+                "rps": statistics.median(r("conc_rps")),
+                "rps_by_round": r("conc_rps"),
+                "cpu_per_call": statistics.median(r("runtime_cpu_s_per_1k")),
             }
         )
     return out
@@ -518,12 +540,22 @@ def format_ratios(rows: list[dict[str, Any]]) -> str:
     ]
     if any(row["workload"].endswith("*") for row in rows):
         lines[0] += "\n  (* = ours+sdk: restate-lambda with its own SDK in process)"
+    rounds = max(row["rounds"] for row in rows)
+    if rounds > 1:
+        lines[0] += (
+            f"\n  ({rounds} rounds: the median of the ratios within each round; "
+            "every round's req/s ratio on the right)"
+        )
+        lines[1] += "  req/s ratio by round"
     for row in rows:
-        lines.append(
+        line = (
             f"{row['workload']:9} {row['protocol']:4} {_f(row['seq_p50'], 2):>8} "
             f"{_f(row['seq_p99'], 2):>8} "
             f"{_f(row['rps'], 2):>9} {_f(row['cpu_per_call'], 2):>11}"
         )
+        if rounds > 1:
+            line += "  " + " ".join(_f(x, 2) for x in row["rps_by_round"])
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -554,46 +586,65 @@ async def run_all(
     s: Settings,
     protocol: str,
     workloads: list[Workload],
+    rounds: int = 1,
 ) -> list[Measurement]:
     client = HttpClient(max_idle_per_origin=4 * CLIENTS)
     results: list[Measurement] = []
+    adds: dict[tuple[str, str], int] = {}  # successful adds so far, per runtime and workload
     try:
         for w, wl in enumerate(workloads):
-            order = runtimes if w % 2 == 0 else list(reversed(runtimes))
-            for rt in order:
-                assert rt.process.pid is not None and sdk.process.pid is not None
-                log(f"  {wl.name:8} on {rt.name:8} ({protocol}) ...")
-                m, ok_calls = await measure(
-                    client,
-                    rt.name,
-                    protocol,
-                    rt.ingress_url,
-                    rt.process.pid,
-                    sdk.process.pid,
-                    wl,
-                    s,
-                    tuple(o.process.pid for o in runtimes if o is not rt and o.process.pid),
-                )
-                if wl.name in ("counter", "hot-key"):
-                    # Each runtime starts empty and these keys serve one workload only.
-                    keys = [f"k{k}" for k in range(100)] if wl.name == "counter" else ["hot"]
-                    got = await counter_sum(client, rt.ingress_url, keys)
-                    m.check = (
-                        "ok"
-                        if got == ok_calls
-                        else f"MISMATCH: sum of counters {got}, successful adds {ok_calls}"
-                    )
-                if m.errors:
-                    m.check = (m.check + "; " if m.check else "") + f"first error: {m.first_error}"
-                log(
-                    f"    seq p50 {_f(m.seq_p50_ms, 2)} ms, {_f(m.conc_rps, 0)} req/s @16, "
-                    f"runtime CPU {_f(m.runtime_cpu_s_per_1k, 2)} s/1k, errors {m.errors}, "
-                    f"idle runtimes {_f(m.idle_cores, 2)} cores"
-                )
-                results.append(m)
+            for r in range(rounds):
+                # the runtime measured first alternates from round to round and workload to
+                # workload, so that neither always meets the machine as the other left it
+                order = runtimes if (w + r) % 2 == 0 else list(reversed(runtimes))
+                for rt in order:
+                    m = await _measure_one(client, rt, runtimes, sdk, s, protocol, wl, adds)
+                    m.round = r + 1
+                    results.append(m)
     finally:
         await client.close()
     return results
+
+
+async def _measure_one(
+    client: HttpClient,
+    rt: Runtime,
+    runtimes: list[Runtime],
+    sdk: SdkProcess,
+    s: Settings,
+    protocol: str,
+    wl: Workload,
+    adds: dict[tuple[str, str], int],
+) -> Measurement:
+    assert rt.process.pid is not None and sdk.process.pid is not None
+    log(f"  {wl.name:8} on {rt.name:8} ({protocol}) ...")
+    m, ok_calls = await measure(
+        client,
+        rt.name,
+        protocol,
+        rt.ingress_url,
+        rt.process.pid,
+        sdk.process.pid,
+        wl,
+        s,
+        tuple(o.process.pid for o in runtimes if o is not rt and o.process.pid),
+    )
+    if wl.name in ("counter", "hot-key"):
+        # Each runtime starts empty and these keys serve one workload only (in every round).
+        total = adds[(rt.name, wl.name)] = adds.get((rt.name, wl.name), 0) + ok_calls
+        keys = [f"k{k}" for k in range(100)] if wl.name == "counter" else ["hot"]
+        got = await counter_sum(client, rt.ingress_url, keys)
+        m.check = (
+            "ok" if got == total else f"MISMATCH: sum of counters {got}, successful adds {total}"
+        )
+    if m.errors:
+        m.check = (m.check + "; " if m.check else "") + f"first error: {m.first_error}"
+    log(
+        f"    seq p50 {_f(m.seq_p50_ms, 2)} ms, {_f(m.conc_rps, 0)} req/s @16, "
+        f"runtime CPU {_f(m.runtime_cpu_s_per_1k, 2)} s/1k, errors {m.errors}, "
+        f"idle runtimes {_f(m.idle_cores, 2)} cores"
+    )
+    return m
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -645,7 +696,9 @@ def run_row_set(
         log(f"[{protocol}] ready after {time.monotonic() - t0:.1f} s; measuring")
         loop = _new_loop()
         try:
-            results = loop.run_until_complete(run_all(runtimes, sdk, settings, protocol, workloads))
+            results = loop.run_until_complete(
+                run_all(runtimes, sdk, settings, protocol, workloads, args.rounds)
+            )
         finally:
             loop.close()
         for rt in runtimes:
@@ -670,6 +723,13 @@ def main() -> int:
         help="skip ours+sdk (restate-lambda with restate_lambda handlers in process)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write results as JSON")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each workload this many times on each runtime, alternating which goes "
+        "first; ratios are the median over the rounds (default 1)",
+    )
     parser.add_argument(
         "--sdk-server",
         choices=("uvicorn", "hypercorn"),
@@ -696,6 +756,8 @@ def main() -> int:
     workloads = [wl for wl in WORKLOADS if wl.name in wanted]
     if len(workloads) != len(wanted):
         parser.error(f"--workloads: known are {', '.join(wl.name for wl in WORKLOADS)}")
+    if args.rounds < 1:
+        parser.error("--rounds takes a positive number")
 
     info = machine_info()
     print(
@@ -710,7 +772,8 @@ def main() -> int:
         f"hypercorn, registered without use_http_11 in both, h2c BIDI_STREAM); "
         f"{'quick' if args.quick else 'full'} mode: warm-up {settings.warmup}, "
         f"sequential {settings.sequential} (<= {settings.sequential_limit_s:g} s), "
-        f"{CLIENTS} clients x {settings.concurrent} calls (<= {settings.concurrent_limit_s:g} s)",
+        f"{CLIENTS} clients x {settings.concurrent} calls (<= {settings.concurrent_limit_s:g} s)"
+        + (f"; {args.rounds} rounds" if args.rounds > 1 else ""),
         flush=True,
     )
 
@@ -746,7 +809,10 @@ def main() -> int:
     print(
         "load generator CPU (this process, throughput phases): "
         + ", ".join(
-            f"{m.workload}/{m.runtime}/{m.protocol} {m.loadgen_cpu_s_per_1k:.2f}" for m in results
+            f"{m.workload}/{m.runtime}/{m.protocol}"
+            + (f"/{m.round}" if args.rounds > 1 else "")
+            + f" {m.loadgen_cpu_s_per_1k:.2f}"
+            for m in results
         )
         + " s/1k calls"
     )
