@@ -478,7 +478,7 @@ class Http2Client:
             except Http2Error:
                 conn.closed = True
             else:
-                if sent < len(body) or (end and not stream.ended_out):
+                if sent < len(body):  # the rest (and the end, if asked) after the window
                     try:
                         await stream.send(body[sent:], end=end)
                     except BaseException:
