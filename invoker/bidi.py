@@ -36,7 +36,14 @@ from invoker.http2_client import (
 from invoker.journal import Pending, take_pending
 from invoker.policies import Policies
 from invoker.ports import Claimed
-from invoker.processing import AttemptError, AttemptInput, Entry, ProtocolViolation, process
+from invoker.processing import (
+    AttemptError,
+    AttemptInput,
+    Entry,
+    Processed,
+    ProtocolViolation,
+    process,
+)
 from invoker.settle import Continue, Settler
 from invoker.store import Store
 from invoker.transport import Transports
@@ -389,7 +396,7 @@ class _Attempt:
             return True  # settled as a violation when the attempt ends
         produced = any(ty >= 0x8000 for ty, _payload in partial.entries)
         if produced or partial.timers or partial.effects:
-            await self._commit(Pending())
+            await self._commit(Pending(), partial)
             self.flush_at = None
             return True
         return False
@@ -411,13 +418,19 @@ class _Attempt:
             if current is None or current.version != st.version:
                 raise _Lost()
 
-    async def _commit(self, arrived: Pending) -> None:
-        """Checkpoint the pending messages (after ``arrived``) and send their notifications."""
+    async def _commit(self, arrived: Pending, processed: Processed | None = None) -> None:
+        """Checkpoint the pending messages (after ``arrived``) and send their notifications.
+
+        ``processed``: the pending messages already processed with nothing arrived ahead of
+        them (``arrived`` empty), which spares processing them twice."""
         st = self.st
-        try:
-            p = process(self.pending, self._input(len(arrived.entries)), final=False)
-        except ProtocolViolation:
-            return
+        if processed is not None and not arrived.entries:
+            p = processed
+        else:
+            try:
+                p = process(self.pending, self._input(len(arrived.entries)), final=False)
+            except ProtocolViolation:
+                return
         try:
             await self.o._settler.checkpoint(st, p, self.state_version, arrived, st.inv.journal_len)
         except ConflictError as exc:

@@ -15,7 +15,7 @@ from invoker import tracing
 from invoker.ids import child_invocation_id, idempotent_invocation_id
 from restate_lambda.protocol.errors import ProtocolError
 from restate_lambda.protocol.messages import MessageType as T
-from restate_lambda.protocol.messages import parse
+from restate_lambda.protocol.messages import parse, pb
 
 #: Entries are stored as (message type, exact payload bytes).
 Entry = tuple[int, bytes]
@@ -60,10 +60,8 @@ def _failure(pb_failure: object) -> rec.Failure:
     return rec.Failure(code=code, message=message, metadata=meta)
 
 
-def _notification(kind: T, completion_id: int, **result: object) -> Entry:
+def _notification(kind: int, completion_id: int, **result: object) -> Entry:
     """Encode a completion notification; every notification shares NotificationTemplate fields."""
-    from restate_lambda.protocol.messages import pb
-
     tmpl = pb().NotificationTemplate(completion_id=completion_id)
     if "void" in result:
         tmpl.void.SetInParent()
@@ -87,18 +85,15 @@ def _notification(kind: T, completion_id: int, **result: object) -> Entry:
 
 def notification_entry(kind: int, completion_id: int, result: rec.Result | None) -> Entry:
     """A completion notification carrying a value, a failure, or void (``result`` None)."""
-    t = T(kind)
     if result is None:
-        return _notification(t, completion_id, void=True)
+        return _notification(kind, completion_id, void=True)
     if result.failure is not None:
-        return _notification(t, completion_id, failure=result.failure)
-    return _notification(t, completion_id, value=result.value or b"")
+        return _notification(kind, completion_id, failure=result.failure)
+    return _notification(kind, completion_id, value=result.value or b"")
 
 
 def signal_entry(idx: int | None, name: str | None, result: rec.Result | None) -> Entry:
     """A signal notification (awakeable completion, cancel, named signal)."""
-    from restate_lambda.protocol.messages import pb
-
     msg = pb().SignalNotificationMessage()
     if name is not None:
         msg.name = name
@@ -118,8 +113,6 @@ def signal_entry(idx: int | None, name: str | None, result: rec.Result | None) -
 
 def notification_ids(entry: Entry) -> tuple[int | None, int | None, str | None]:
     """(completion id, signal index, signal name) of a notification entry."""
-    from restate_lambda.protocol.messages import pb
-
     tmpl = pb().NotificationTemplate()
     tmpl.ParseFromString(entry[1])
     which = tmpl.WhichOneof("id")

@@ -205,13 +205,20 @@ def pb() -> ModuleType:
     return service_protocol_pb2
 
 
+#: Classes looked up so far by type code: every message of every journal goes through
+#: :func:`message_class`, so the enum lookup and the module attribute are done once per type.
+_CLASSES: dict[int, type[Message]] = {}
+
+
 def message_class(t: int) -> type[Message]:
     """The protobuf class for a message type code; ProtocolError if unknown."""
-    try:
-        name = PB_CLASS_NAMES[MessageType(t)]
-    except ValueError:
-        raise ProtocolError(f"unknown message type 0x{t:04X}") from None
-    cls: type[Message] = getattr(pb(), name)
+    cls = _CLASSES.get(t)
+    if cls is None:
+        try:
+            name = PB_CLASS_NAMES[MessageType(t)]
+        except ValueError:
+            raise ProtocolError(f"unknown message type 0x{t:04X}") from None
+        cls = _CLASSES[t] = getattr(pb(), name)
     return cls
 
 
@@ -220,13 +227,14 @@ def parse(t: int, payload: bytes | bytearray | memoryview) -> Message:
 
     Raises :class:`ProtocolError` (571) for unknown/custom types or undecodable payloads.
     """
-    cls = message_class(t)
-    from google.protobuf.message import DecodeError
-
-    msg = cls()
+    msg = message_class(t)()
     try:
-        msg.ParseFromString(bytes(payload))
-    except DecodeError as e:
+        msg.ParseFromString(payload if type(payload) is bytes else bytes(payload))
+    except Exception as e:
+        from google.protobuf.message import DecodeError
+
+        if not isinstance(e, DecodeError):
+            raise
         raise ProtocolError(f"cannot decode {describe(t)}: {e}") from e
     return msg
 
