@@ -514,6 +514,7 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
                 for x, y in pairs
             ]
 
+        rps = r("conc_rps")
         out.append(
             {
                 "workload": wl.name if ours == "ours" else f"{wl.name}*",
@@ -521,8 +522,8 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
                 "rounds": len(pairs),
                 "seq_p50": statistics.median(r("seq_p50_ms")),
                 "seq_p99": statistics.median(r("seq_p99_ms")),
-                "rps": statistics.median(r("conc_rps")),
-                "rps_by_round": r("conc_rps"),
+                "rps": statistics.median(rps),
+                "rps_by_round": rps,
                 "cpu_per_call": statistics.median(r("runtime_cpu_s_per_1k")),
             }
         )
